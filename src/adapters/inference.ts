@@ -1,0 +1,64 @@
+import { err, type Result } from '../result.ts';
+
+/** A time window of sampled frames, ready for the vision model. */
+export interface FrameChunk {
+  /** 0-based chunk index within the session. */
+  index: number;
+  /** `<session id>-<chunk index>`: stable, so a re-sent caption deduplicates. */
+  windowId: string;
+  /** At most `VISION_FRAMES_PER_CHUNK` frames spread evenly over the window, first and latest included. */
+  frames: Uint8Array[];
+  /** Seconds since the connection opened, of the first and latest frame in the window. */
+  startS: number;
+  endS: number;
+  /** Frames that arrived in the window, of which `frames` is the sample. */
+  framesSeen: number;
+}
+
+/** What a vision model says about one chunk. */
+export interface Caption {
+  caption: string;
+  chunkStartS: number;
+  chunkEndS: number;
+  latencyMs: number;
+  tokensGenerated: number | null;
+}
+
+export type InferenceErrorKind = 'no-credentials' | 'open-failed' | 'timeout' | 'remote' | 'invalid-output';
+
+/** A typed inference failure; `message` is safe to show a client (never a secret). */
+export interface InferenceError {
+  kind: InferenceErrorKind;
+  message: string;
+}
+
+/** One inference session per glasses connection. */
+export interface InferenceSession {
+  infer(chunk: FrameChunk, signal: AbortSignal): Promise<Result<Caption, InferenceError>>;
+  close(): Promise<void>;
+}
+
+export interface OpenRequest {
+  sessionId: string;
+  prompt: string;
+}
+
+/** The role the session actor needs from a vision model: open → infer chunks → close. */
+export interface InferencePort {
+  open(request: OpenRequest, signal: AbortSignal): Promise<Result<InferenceSession, InferenceError>>;
+}
+
+/** Thrown inside actor logic so the machine's `onError` can branch on `kind`. */
+export class InferenceFailure extends Error implements InferenceError {
+  override name = 'InferenceFailure';
+  readonly kind: InferenceErrorKind;
+  constructor(error: InferenceError) {
+    super(error.message);
+    this.kind = error.kind;
+  }
+}
+
+/** The inference used when no model is configured: every session runs degraded, acking only. */
+export const noopInference: InferencePort = {
+  open: async () => err({ kind: 'no-credentials', message: 'no inference credentials configured' }),
+};

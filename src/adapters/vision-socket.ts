@@ -1,0 +1,112 @@
+import { Subject } from 'rxjs';
+import type { RawData, WebSocket } from 'ws';
+import type { Actor } from 'xstate';
+import type { AckFields, SessionVisionSettings } from '../machines/session.ts';
+import { sessionSystemId, type SessionRef, type supervisorMachine } from '../machines/supervisor.ts';
+import type { Logger } from './logger.ts';
+
+/**
+ * Slow-client policy: when more than this many bytes of acks wait unsent, the
+ * socket stops reading (TCP backpressure reaches the client) until they are
+ * flushed. No frame is dropped and no ack skipped; a client that stays
+ * throttled past the session's `slowClientTimeout` is closed with 1008.
+ */
+export const ACK_HIGH_WATER_BYTES = 64 * 1024;
+
+/** Results finished between two acks wait here, oldest first; past this the oldest is dropped. */
+export const MAX_PENDING_RESULTS = 16;
+
+export const BINARY_ONLY = JSON.stringify({ error: 'binary frames only' });
+
+export interface VisionConnection {
+  sessionId: string;
+  /** Settles once the session actor has finished closing. */
+  finished: Promise<void>;
+  /** Frames received so far (the ack counter). */
+  frames(): number;
+}
+
+export interface VisionSocketOptions {
+  supervisor: Actor<typeof supervisorMachine>;
+  sessionId: string;
+  vision: SessionVisionSettings;
+  logger: Logger;
+}
+
+function ackWith(frame: number, bytes: number, fields: AckFields): string {
+  return JSON.stringify({ frame, bytes, ...fields });
+}
+
+/**
+ * Binds one `/vision/stream` socket to a session actor (SPEC §4). The per-frame
+ * path stays outside the machine: count, ack, hand the bytes to the windowing
+ * stream. The machine only hears about chunks, throttling and the close.
+ */
+export function serveVisionSocket(ws: WebSocket, options: VisionSocketOptions): VisionConnection {
+  const { supervisor, sessionId, vision, logger } = options;
+  const frames = new Subject<Uint8Array>();
+  supervisor.send({ type: 'session.open', input: { sessionId, frames, vision } });
+  const session = supervisor.system.get(sessionSystemId(sessionId)) as SessionRef;
+
+  let frameCount = 0;
+  let throttled = false;
+  const pending: AckFields[] = [];
+
+  const finished = new Promise<void>((resolve) => {
+    session.subscribe({ complete: resolve, error: () => resolve() });
+  });
+
+  session.on('inference.outcome', ({ fields }) => {
+    if (pending.length === MAX_PENDING_RESULTS) {
+      pending.shift();
+      logger.warn({ sessionId }, 'result dropped: client sent no frame to carry it');
+    }
+    pending.push(fields);
+  });
+
+  session.on('session.close', ({ code, reason }) => {
+    ws.resume();
+    ws.close(code, reason);
+  });
+
+  const drained = () => {
+    if (!throttled) return;
+    throttled = false;
+    ws.resume();
+    session.send({ type: 'socket.drained' });
+  };
+
+  ws.on('message', (data: RawData, isBinary: boolean) => {
+    if (!isBinary) {
+      ws.send(BINARY_ONLY);
+      return;
+    }
+    // ws hands binary messages over as one Buffer (binaryType 'nodebuffer').
+    const bytes = data as Buffer;
+    frameCount += 1;
+    const result = pending.shift();
+    const ack =
+      result === undefined ? `{"frame":${frameCount},"bytes":${bytes.length}}` : ackWith(frameCount, bytes.length, result);
+    if (!throttled && ws.bufferedAmount + ack.length > ACK_HIGH_WATER_BYTES) {
+      // The callback runs once this ack, and so every ack before it, has been flushed.
+      throttled = true;
+      ws.pause();
+      ws.send(ack, drained);
+      session.send({ type: 'socket.throttled' });
+    } else {
+      ws.send(ack);
+    }
+    if (bytes.length > 0) frames.next(bytes);
+  });
+
+  ws.on('close', () => {
+    frames.complete();
+    supervisor.send({ type: 'session.close', sessionId });
+  });
+
+  ws.on('error', (error) => {
+    logger.debug({ sessionId, err: error.message }, 'socket error');
+  });
+
+  return { sessionId, finished, frames: () => frameCount };
+}

@@ -1,0 +1,161 @@
+import { z } from 'zod';
+
+/** Parses a switch the way people write them in env files. */
+const onOff = (fallback: boolean) =>
+  z
+    .string()
+    .trim()
+    .toLowerCase()
+    .optional()
+    .transform((value, ctx) => {
+      if (value === undefined || value === '') return fallback;
+      if (['1', 'on', 'true', 'yes'].includes(value)) return true;
+      if (['0', 'off', 'false', 'no'].includes(value)) return false;
+      ctx.addIssue({ code: 'custom', message: `expected on/off, got "${value}"` });
+      return z.NEVER;
+    });
+
+/** An optional string where an empty value means unset. */
+const optionalText = z
+  .string()
+  .optional()
+  .transform((value) => (value === undefined || value.trim() === '' ? undefined : value));
+
+const number = (fallback: number, check: (n: z.ZodNumber) => z.ZodNumber) =>
+  z
+    .string()
+    .optional()
+    .transform((value, ctx) => {
+      if (value === undefined || value.trim() === '') return fallback;
+      const parsed = Number(value);
+      const result = check(z.number()).safeParse(parsed);
+      if (!Number.isFinite(parsed) || !result.success) {
+        const why = result.success ? 'expected a number' : (result.error.issues[0]?.message ?? 'invalid');
+        ctx.addIssue({ code: 'custom', message: `${why}, got "${value}"` });
+        return z.NEVER;
+      }
+      return result.data;
+    });
+
+const url = optionalText.refine((value) => value === undefined || URL.canParse(value), {
+  message: 'expected an absolute URL',
+});
+
+const envSchema = z.object({
+  PORT: number(8080, (n) => n.int().min(0).max(65535)),
+  HOST: optionalText.transform((v) => v ?? '0.0.0.0'),
+  MAGIC_WORD: optionalText,
+  DATABASE_PATH: optionalText.transform((v) => v ?? './data/foresight.db'),
+  WORKER_BASE_URL: url,
+  POKE_API_KEY: optionalText,
+  POKE_API_URL: url.transform((v) => v ?? 'https://poke.com/api/v1/inbound-sms/webhook'),
+  MODAL_TOKEN_ID: optionalText,
+  MODAL_TOKEN_SECRET: optionalText,
+  FORESIGHT_MODAL_TOKEN_ID: optionalText,
+  FORESIGHT_MODAL_TOKEN_SECRET: optionalText,
+  MODAL_APP_NAME: optionalText.transform((v) => v ?? 'foresight-gemma3-vlm'),
+  MODAL_CLASS_NAME: optionalText.transform((v) => v ?? 'Gemma3VLMSession'),
+  VISION_CHUNK_SECONDS: number(1.0, (n) => n.positive().max(3600)),
+  VISION_FRAMES_PER_CHUNK: number(6, (n) => n.int().min(1).max(64)),
+  VISION_MAX_BUFFER_FRAMES: number(120, (n) => n.int().min(1).max(100_000)),
+  VISION_PROMPT: optionalText.transform(
+    (v) => v ?? 'Describe what the wearer is looking at in one short present-tense sentence.',
+  ),
+  VISION_MAX_FRAME_BYTES: number(4_194_304, (n) => n.int().min(1).max(64 * 1024 * 1024)),
+  VISION_INFERENCE_TIMEOUT_MS: number(30_000, (n) => n.int().min(1)),
+  VISION_MAX_INFERENCE_FAILURES: number(3, (n) => n.int().min(1)),
+  VISION_DEGRADED_COOLDOWN_S: number(30, (n) => n.min(0)),
+  OPENAI_API_KEY: optionalText,
+  OPENAI_BASE_URL: url,
+  INTERVENTION_MODEL: optionalText.transform((v) => v ?? 'gpt-4o-mini'),
+  INTERVENTION_TICK_SECONDS: number(60, (n) => n.positive()),
+  INTERVENTION_TICK: onOff(true),
+  INTERVENTION_NUDGE_COOLDOWN_S: number(300, (n) => n.min(0)),
+  INSPECT: onOff(false),
+  INSPECT_PORT: number(8081, (n) => n.int().min(0).max(65535)),
+  LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .optional()
+    .transform((v) => v ?? 'info'),
+});
+
+type Env = z.output<typeof envSchema>;
+
+export interface Config {
+  port: number;
+  host: string;
+  magicWord: string | undefined;
+  databasePath: string;
+  workerBaseUrl: string | undefined;
+  poke: { apiKey: string | undefined; url: string };
+  modal: {
+    tokenId: string | undefined;
+    tokenSecret: string | undefined;
+    appName: string;
+    className: string;
+  };
+  vision: {
+    chunkMs: number;
+    framesPerChunk: number;
+    maxBufferFrames: number;
+    prompt: string;
+    maxFrameBytes: number;
+    inferenceTimeoutMs: number;
+    maxInferenceFailures: number;
+    degradedCooldownMs: number;
+  };
+  openai: { apiKey: string | undefined; baseUrl: string | undefined };
+  intervention: { model: string; tickMs: number; enabled: boolean; nudgeCooldownMs: number };
+  inspect: { enabled: boolean; port: number };
+  logLevel: Env['LOG_LEVEL'];
+}
+
+/** Raised at boot for a bad environment; the message names every bad variable. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Reads every setting from the environment once, or throws a ConfigError naming the bad variables. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
+  }
+  const e = parsed.data;
+  // A half pair of Modal credentials is a mistake worth stopping for.
+  const tokenId = e.MODAL_TOKEN_ID ?? e.FORESIGHT_MODAL_TOKEN_ID;
+  const tokenSecret = e.MODAL_TOKEN_SECRET ?? e.FORESIGHT_MODAL_TOKEN_SECRET;
+  if ((tokenId === undefined) !== (tokenSecret === undefined)) {
+    const missing = tokenId === undefined ? 'MODAL_TOKEN_ID' : 'MODAL_TOKEN_SECRET';
+    throw new ConfigError(`invalid configuration: ${missing}: required when its pair is set`);
+  }
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    magicWord: e.MAGIC_WORD,
+    databasePath: e.DATABASE_PATH,
+    workerBaseUrl: e.WORKER_BASE_URL,
+    poke: { apiKey: e.POKE_API_KEY, url: e.POKE_API_URL },
+    modal: { tokenId, tokenSecret, appName: e.MODAL_APP_NAME, className: e.MODAL_CLASS_NAME },
+    vision: {
+      chunkMs: Math.round(e.VISION_CHUNK_SECONDS * 1000),
+      framesPerChunk: e.VISION_FRAMES_PER_CHUNK,
+      maxBufferFrames: e.VISION_MAX_BUFFER_FRAMES,
+      prompt: e.VISION_PROMPT,
+      maxFrameBytes: e.VISION_MAX_FRAME_BYTES,
+      inferenceTimeoutMs: e.VISION_INFERENCE_TIMEOUT_MS,
+      maxInferenceFailures: e.VISION_MAX_INFERENCE_FAILURES,
+      degradedCooldownMs: Math.round(e.VISION_DEGRADED_COOLDOWN_S * 1000),
+    },
+    openai: { apiKey: e.OPENAI_API_KEY, baseUrl: e.OPENAI_BASE_URL },
+    intervention: {
+      model: e.INTERVENTION_MODEL,
+      tickMs: Math.round(e.INTERVENTION_TICK_SECONDS * 1000),
+      enabled: e.INTERVENTION_TICK,
+      nudgeCooldownMs: Math.round(e.INTERVENTION_NUDGE_COOLDOWN_S * 1000),
+    },
+    inspect: { enabled: e.INSPECT, port: e.INSPECT_PORT },
+    logLevel: e.LOG_LEVEL,
+  };
+}

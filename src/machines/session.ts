@@ -1,0 +1,408 @@
+import { Observable } from 'rxjs';
+import { assign, emit, fromEventObservable, fromPromise, setup } from 'xstate';
+import {
+  InferenceFailure,
+  type Caption,
+  type FrameChunk,
+  type InferencePort,
+  type InferenceSession,
+} from '../adapters/inference.ts';
+import { windowFrames } from '../streams/window-frames.ts';
+
+/** The result fields that ride on the next ack (SPEC §4); absent fields are left out. */
+export type AckFields =
+  | {
+      caption: string;
+      latency_ms: number;
+      chunk_start_s: number;
+      chunk_end_s: number;
+      tokens_generated?: number;
+      window_id: string;
+    }
+  | { inference_error: string; window_id?: string; chunk_start_s?: number; chunk_end_s?: number };
+
+export interface SessionVisionSettings {
+  chunkMs: number;
+  framesPerChunk: number;
+  maxBufferFrames: number;
+  maxInferenceFailures: number;
+  inferenceTimeoutMs: number;
+  degradedCooldownMs: number;
+  prompt: string;
+}
+
+export interface SessionInput {
+  sessionId: string;
+  /** Frame bytes as they arrive on the socket. */
+  frames: Observable<Uint8Array>;
+  vision: SessionVisionSettings;
+}
+
+/** What the machine remembers of the chunk in flight; the frames stay with the invoked actor. */
+export interface ChunkMeta {
+  windowId: string;
+  startS: number;
+  endS: number;
+}
+
+export interface SessionContext extends SessionInput {
+  inference: InferenceSession | null;
+  inFlight: ChunkMeta | null;
+  /** Consecutive inference failures; the circuit opens at `maxInferenceFailures`. */
+  failures: number;
+  degradedReason: string | null;
+  chunksInferred: number;
+  chunksDropped: number;
+  captions: number;
+  inferenceErrors: number;
+}
+
+export type SessionEvent =
+  | { type: 'window.ready'; chunk: FrameChunk }
+  | { type: 'socket.throttled' }
+  | { type: 'socket.drained' }
+  | { type: 'connection.closed' };
+
+export type SessionEmitted =
+  | { type: 'inference.outcome'; fields: AckFields }
+  | { type: 'inference.ready' }
+  | { type: 'session.close'; code: number; reason: string };
+
+export interface WindowFramesInput {
+  frames: Observable<Uint8Array>;
+  ready$: Observable<unknown>;
+  windowIdPrefix: string;
+  vision: SessionVisionSettings;
+}
+
+const notProvided = (name: string) => () => {
+  throw new Error(`session actor "${name}" was not provided`);
+};
+
+/** Opens the inference session for a connection; a typed failure rejects with an InferenceFailure. */
+export const openInferenceActor = (port: InferencePort) =>
+  fromPromise<InferenceSession, { sessionId: string; prompt: string }>(async ({ input, signal }) => {
+    const opened = await port.open(input, signal);
+    if (!opened.ok) throw new InferenceFailure(opened.error);
+    return opened.value;
+  });
+
+/** Runs one chunk through the session's model; the signal aborts when the state is left (disconnect, timeout). */
+export const inferWindowActor = () =>
+  fromPromise<Caption, { inference: InferenceSession; chunk: FrameChunk }>(async ({ input, signal }) => {
+    const result = await input.inference.infer(input.chunk, signal);
+    if (!result.ok) throw new InferenceFailure(result.error);
+    return result.value;
+  });
+
+export const closeInferenceActor = () =>
+  fromPromise<void, { inference: InferenceSession | null }>(async ({ input }) => {
+    await input.inference?.close();
+  });
+
+/** Feeds `window.ready` events from the frame stream, cut by the windowing operator. */
+export const windowFramesActor = () =>
+  fromEventObservable<{ type: 'window.ready'; chunk: FrameChunk }, WindowFramesInput>(({ input }) =>
+    input.frames.pipe(
+      windowFrames({
+        spanMs: input.vision.chunkMs,
+        maxFrames: input.vision.framesPerChunk,
+        maxWindowFrames: input.vision.maxBufferFrames,
+        ready$: input.ready$,
+        windowIdPrefix: input.windowIdPrefix,
+      }),
+      (chunks) =>
+        new Observable<{ type: 'window.ready'; chunk: FrameChunk }>((subscriber) =>
+          chunks.subscribe({
+            next: (chunk) => subscriber.next({ type: 'window.ready', chunk }),
+            error: (e: unknown) => subscriber.error(e),
+            complete: () => subscriber.complete(),
+          }),
+        ),
+    ),
+  );
+
+/** Builds the actors the session needs from an inference port; pass to `.provide({ actors })`. */
+export const sessionActors = (port: InferencePort) => ({
+  openInference: openInferenceActor(port),
+  inferWindow: inferWindowActor(),
+  closeInference: closeInferenceActor(),
+});
+
+const failureMessage = (error: unknown): string =>
+  error instanceof InferenceFailure ? error.message : 'inference failed';
+
+const failureKind = (error: unknown): string => (error instanceof InferenceFailure ? error.kind : 'remote');
+
+/** Observable of one emitted event type of an actor, for wiring operators to a machine. */
+const emittedBy = (
+  actor: { on: (type: 'inference.ready', handler: () => void) => { unsubscribe(): void } },
+  type: 'inference.ready',
+): Observable<unknown> =>
+  new Observable<unknown>((subscriber) => {
+    const subscription = actor.on(type, () => subscriber.next(undefined));
+    return () => subscription.unsubscribe();
+  });
+
+/**
+ * One glasses connection (SPEC §5). Frames never pass through the machine: the
+ * socket layer acks them and feeds the windowing operator, which sends the
+ * machine one `window.ready` per chunk. The machine decides what happens to a
+ * chunk and emits what the socket must tell the client.
+ */
+export const sessionMachine = setup({
+  types: {} as {
+    input: SessionInput;
+    context: SessionContext;
+    events: SessionEvent;
+    emitted: SessionEmitted;
+  },
+  actors: {
+    openInference: fromPromise<InferenceSession, { sessionId: string; prompt: string }>(notProvided('openInference')),
+    inferWindow: fromPromise<Caption, { inference: InferenceSession; chunk: FrameChunk }>(notProvided('inferWindow')),
+    closeInference: fromPromise<void, { inference: InferenceSession | null }>(notProvided('closeInference')),
+    windowFrames: windowFramesActor(),
+  },
+  actions: {
+    announceReady: emit({ type: 'inference.ready' } as const),
+    keepInference: assign({ inference: (_, params: { inference: InferenceSession }) => params.inference }),
+    markDegraded: assign({ degradedReason: (_, params: { reason: string }) => params.reason }),
+    clearDegraded: assign({ degradedReason: null }),
+    countFailure: assign({
+      failures: ({ context }) => context.failures + 1,
+      inferenceErrors: ({ context }) => context.inferenceErrors + 1,
+    }),
+    resetFailures: assign({ failures: 0 }),
+    startChunk: assign({
+      chunksInferred: ({ context }) => context.chunksInferred + 1,
+      inFlight: (_, params: { chunk: FrameChunk }) => ({
+        windowId: params.chunk.windowId,
+        startS: params.chunk.startS,
+        endS: params.chunk.endS,
+      }),
+    }),
+    endChunk: assign({ inFlight: null }),
+    countDropped: assign({ chunksDropped: ({ context }) => context.chunksDropped + 1 }),
+    countCaption: assign({ captions: ({ context }) => context.captions + 1 }),
+    emitCaption: emit(({ context }, params: { caption: Caption }) => {
+      const { caption } = params;
+      const fields: AckFields = {
+        caption: caption.caption,
+        latency_ms: caption.latencyMs,
+        chunk_start_s: caption.chunkStartS,
+        chunk_end_s: caption.chunkEndS,
+        window_id: context.inFlight?.windowId ?? '',
+      };
+      if (caption.tokensGenerated !== null) fields.tokens_generated = caption.tokensGenerated;
+      return { type: 'inference.outcome', fields } as const;
+    }),
+    emitInferenceError: emit(({ context }, params: { message: string }) => {
+      const fields: AckFields = { inference_error: params.message };
+      if (context.inFlight) {
+        fields.window_id = context.inFlight.windowId;
+        fields.chunk_start_s = context.inFlight.startS;
+        fields.chunk_end_s = context.inFlight.endS;
+      }
+      return { type: 'inference.outcome', fields } as const;
+    }),
+    askToClose: emit((_, params: { code: number; reason: string }) => ({ type: 'session.close', ...params }) as const),
+  },
+  guards: {
+    // Guards run before the transition's actions: count the failure in hand.
+    circuitOpen: ({ context }) => context.failures + 1 >= context.vision.maxInferenceFailures,
+    noCredentials: (_, params: { error: unknown }) => failureKind(params.error) === 'no-credentials',
+    hasInference: ({ context }) => context.inference !== null,
+  },
+  delays: {
+    errorBackoff: 1_000,
+    degradedCooldown: ({ context }) => context.vision.degradedCooldownMs,
+    inferenceTimeout: ({ context }) => context.vision.inferenceTimeoutMs,
+    // A client that reads no acks for this long while sending is closed (slow-client policy).
+    slowClientTimeout: 30_000,
+    closeTimeout: 5_000,
+  },
+}).createMachine({
+  id: 'session',
+  context: ({ input }) => ({
+    ...input,
+    inference: null,
+    inFlight: null,
+    failures: 0,
+    degradedReason: null,
+    chunksInferred: 0,
+    chunksDropped: 0,
+    captions: 0,
+    inferenceErrors: 0,
+  }),
+  initial: 'active',
+  states: {
+    active: {
+      type: 'parallel',
+      invoke: {
+        src: 'windowFrames',
+        input: ({ context, self }) => ({
+          frames: context.frames,
+          ready$: emittedBy(self, 'inference.ready'),
+          windowIdPrefix: context.sessionId,
+          vision: context.vision,
+        }),
+      },
+      on: { 'connection.closed': 'closing' },
+      states: {
+        acking: {
+          initial: 'ready',
+          states: {
+            ready: { on: { 'socket.throttled': 'throttled' } },
+            throttled: {
+              on: { 'socket.drained': 'ready' },
+              after: {
+                slowClientTimeout: {
+                  actions: { type: 'askToClose', params: { code: 1008, reason: 'slow consumer: acks not read' } },
+                },
+              },
+            },
+          },
+        },
+        inference: {
+          initial: 'opening',
+          states: {
+            opening: {
+              invoke: {
+                src: 'openInference',
+                input: ({ context }) => ({ sessionId: context.sessionId, prompt: context.vision.prompt }),
+                onDone: {
+                  target: 'idle',
+                  actions: [
+                    { type: 'keepInference', params: ({ event }) => ({ inference: event.output }) },
+                    'clearDegraded',
+                  ],
+                },
+                onError: [
+                  {
+                    guard: { type: 'noCredentials', params: ({ event }) => ({ error: event.error }) },
+                    target: 'degraded',
+                    actions: { type: 'markDegraded', params: { reason: 'no-credentials' } },
+                  },
+                  {
+                    target: 'degraded',
+                    actions: [
+                      {
+                        type: 'markDegraded',
+                        params: ({ event }) => ({ reason: `open-failed: ${failureMessage(event.error)}` }),
+                      },
+                      {
+                        type: 'emitInferenceError',
+                        params: ({ event }) => ({ message: `open failed: ${failureMessage(event.error)}` }),
+                      },
+                    ],
+                  },
+                ],
+              },
+            },
+            idle: {
+              entry: 'announceReady',
+              on: {
+                'window.ready': {
+                  target: 'inferring',
+                  actions: { type: 'startChunk', params: ({ event }) => ({ chunk: event.chunk }) },
+                },
+              },
+            },
+            inferring: {
+              invoke: {
+                src: 'inferWindow',
+                input: ({ context, event }) => {
+                  if (event.type !== 'window.ready' || context.inference === null) {
+                    throw new Error('inferring entered without a chunk and an inference session');
+                  }
+                  return { inference: context.inference, chunk: event.chunk };
+                },
+                onDone: {
+                  target: 'idle',
+                  actions: [
+                    'resetFailures',
+                    'countCaption',
+                    { type: 'emitCaption', params: ({ event }) => ({ caption: event.output }) },
+                    'endChunk',
+                  ],
+                },
+                onError: [
+                  {
+                    guard: 'circuitOpen',
+                    target: 'degraded',
+                    actions: [
+                      'countFailure',
+                      'resetFailures',
+                      { type: 'markDegraded', params: { reason: 'circuit-open' } },
+                      { type: 'emitInferenceError', params: ({ event }) => errorParams(event) },
+                      'endChunk',
+                    ],
+                  },
+                  {
+                    target: 'backoff',
+                    actions: [
+                      'countFailure',
+                      { type: 'emitInferenceError', params: ({ event }) => errorParams(event) },
+                      'endChunk',
+                    ],
+                  },
+                ],
+              },
+              after: {
+                inferenceTimeout: [
+                  {
+                    guard: 'circuitOpen',
+                    target: 'degraded',
+                    actions: [
+                      'countFailure',
+                      'resetFailures',
+                      { type: 'markDegraded', params: { reason: 'circuit-open' } },
+                      { type: 'emitInferenceError', params: { message: 'inference timed out' } },
+                      'endChunk',
+                    ],
+                  },
+                  {
+                    target: 'backoff',
+                    actions: [
+                      'countFailure',
+                      { type: 'emitInferenceError', params: { message: 'inference timed out' } },
+                      'endChunk',
+                    ],
+                  },
+                ],
+              },
+            },
+            backoff: {
+              after: { errorBackoff: 'idle' },
+            },
+            degraded: {
+              // A degraded session still cuts windows (memory stays bounded) but drops them.
+              entry: 'announceReady',
+              on: { 'window.ready': { actions: ['countDropped', 'announceReady'] } },
+              after: {
+                degradedCooldown: [
+                  { guard: 'hasInference', target: 'idle', actions: 'clearDegraded' },
+                  { target: 'opening' },
+                ],
+              },
+            },
+          },
+        },
+      },
+    },
+    closing: {
+      invoke: {
+        src: 'closeInference',
+        input: ({ context }) => ({ inference: context.inference }),
+        onDone: 'closed',
+        onError: 'closed',
+      },
+      after: { closeTimeout: 'closed' },
+    },
+    closed: { type: 'final' },
+  },
+});
+
+function errorParams(event: { error: unknown }): { message: string } {
+  return { message: failureMessage(event.error) };
+}

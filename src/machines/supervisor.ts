@@ -1,0 +1,71 @@
+import { assign, enqueueActions, setup, stopChild, type ActorRefFrom, type DoneActorEvent } from 'xstate';
+import { sessionMachine, type SessionInput } from './session.ts';
+
+export interface SupervisorContext {
+  sessionsOpened: number;
+  sessionsClosed: number;
+}
+
+export type SupervisorEvent =
+  | { type: 'session.open'; input: SessionInput }
+  | { type: 'session.close'; sessionId: string }
+  | { type: 'shutdown' }
+  | DoneActorEvent<unknown, string>;
+
+export type SessionRef = ActorRefFrom<typeof sessionMachine>;
+
+/** The system id under which a session actor is registered: `system.get(sessionSystemId(id))`. */
+export const sessionSystemId = (sessionId: string): string => `session:${sessionId}`;
+
+/**
+ * The root actor (SPEC §6): one per server. Sessions are `temporary` children in
+ * OTP terms: spawned per connection, never restarted, stopped when they finish.
+ */
+export const supervisorMachine = setup({
+  types: {} as { context: SupervisorContext; events: SupervisorEvent },
+  actors: { session: sessionMachine },
+  actions: {
+    spawnSession: assign({
+      sessionsOpened: ({ context, spawn }, params: { input: SessionInput }) => {
+        spawn('session', {
+          id: params.input.sessionId,
+          systemId: sessionSystemId(params.input.sessionId),
+          input: params.input,
+        });
+        return context.sessionsOpened + 1;
+      },
+    }),
+    // A close for a session already gone (double close, reaped) is a no-op.
+    closeSession: enqueueActions(({ system, enqueue }, params: { sessionId: string }) => {
+      const session = system.get(sessionSystemId(params.sessionId)) as SessionRef | undefined;
+      if (session) enqueue.sendTo(session, { type: 'connection.closed' });
+    }),
+    reapSession: stopChild((_, params: { actorId: string }) => params.actorId),
+    countClosed: assign({ sessionsClosed: ({ context }) => context.sessionsClosed + 1 }),
+  },
+}).createMachine({
+  id: 'supervisor',
+  context: { sessionsOpened: 0, sessionsClosed: 0 },
+  on: {
+    'session.close': {
+      actions: { type: 'closeSession', params: ({ event }) => ({ sessionId: event.sessionId }) },
+    },
+    // A session that reached `closed` reports done; it is removed from the tree.
+    'xstate.done.actor.*': {
+      actions: [{ type: 'reapSession', params: ({ event }) => ({ actorId: event.actorId }) }, 'countClosed'],
+    },
+  },
+  initial: 'running',
+  states: {
+    running: {
+      on: {
+        'session.open': {
+          actions: { type: 'spawnSession', params: ({ event }) => ({ input: event.input }) },
+        },
+        shutdown: 'stopping',
+      },
+    },
+    // No new sessions; open ones finish their closing and are reaped.
+    stopping: {},
+  },
+});

@@ -1,0 +1,182 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { createActor, type Actor, type ActorOptions, type AnyActorLogic } from 'xstate';
+
+type Clock = NonNullable<ActorOptions<AnyActorLogic>['clock']>;
+import { noopInference, type InferencePort } from './adapters/inference.ts';
+import { createLogger, type Logger } from './adapters/logger.ts';
+import { serveVisionSocket, type VisionConnection } from './adapters/vision-socket.ts';
+import { isAuthorized } from './auth.ts';
+import type { Config } from './config.ts';
+import { sessionActors, sessionMachine, type SessionVisionSettings } from './machines/session.ts';
+import { supervisorMachine } from './machines/supervisor.ts';
+
+export const VISION_PATH = '/vision/stream';
+
+export interface ServerDeps {
+  config: Config;
+  inference?: InferencePort;
+  logger?: Logger;
+  /** Replaces the session machine, e.g. with shorter delays in tests; its actors are still provided from `inference`. */
+  session?: typeof sessionMachine;
+  clock?: Clock;
+}
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  supervisor: Actor<typeof supervisorMachine>;
+  connections(): ReadonlyMap<string, VisionConnection>;
+  /** Graceful stop (SPEC §4): stop accepting, close sessions with 1001, wait for them, within `deadlineMs`. */
+  close(deadlineMs?: number): Promise<void>;
+}
+
+/** How long a client gets to answer our close frame before its socket is cut. */
+const CLOSE_HANDSHAKE_MS = 2_000;
+
+const json = (status: number, body: unknown) => {
+  const text = JSON.stringify(body);
+  return (
+    `HTTP/1.1 ${status} ${status === 403 ? 'Forbidden' : status === 404 ? 'Not Found' : 'Service Unavailable'}\r\n` +
+    `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`
+  );
+};
+
+function refuseUpgrade(socket: Duplex, status: 403 | 404 | 503, detail: string): void {
+  socket.end(json(status, { detail }));
+}
+
+function visionSettings(config: Config): SessionVisionSettings {
+  const v = config.vision;
+  return {
+    chunkMs: v.chunkMs,
+    framesPerChunk: v.framesPerChunk,
+    maxBufferFrames: v.maxBufferFrames,
+    maxInferenceFailures: v.maxInferenceFailures,
+    inferenceTimeoutMs: v.inferenceTimeoutMs,
+    degradedCooldownMs: v.degradedCooldownMs,
+    prompt: v.prompt,
+  };
+}
+
+function requestUrl(req: IncomingMessage): URL {
+  return new URL(req.url ?? '/', 'http://localhost');
+}
+
+/** The Express app: public `/health`, magic-word auth for the rest, JSON 404 and errors. */
+export function createApp(config: Config): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.get('/health', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  const requireMagicWord: RequestHandler = (req, res, next) => {
+    if (isAuthorized(config.magicWord, req.headers, requestUrl(req))) return next();
+    res.status(403).json({ detail: 'forbidden' });
+  };
+  app.use(requireMagicWord);
+  app.use((_req, res) => {
+    res.status(404).json({ detail: 'not found' });
+  });
+  const onError: ErrorRequestHandler = (error: { status?: number; type?: string }, _req, res, _next) => {
+    const status = typeof error.status === 'number' && error.status >= 400 && error.status < 500 ? error.status : 500;
+    res.status(status).json({ detail: status === 500 ? 'internal error' : (error.type ?? 'bad request') });
+  };
+  app.use(onError);
+  return app;
+}
+
+/** Composition root: config → adapters → machines → HTTP + WebSocket server, listening. */
+export async function startServer(deps: ServerDeps): Promise<RunningServer> {
+  const { config } = deps;
+  const logger = deps.logger ?? createLogger(config.logLevel);
+  const inference = deps.inference ?? noopInference;
+  const session = (deps.session ?? sessionMachine).provide({ actors: sessionActors(inference) });
+  const supervisor = createActor(supervisorMachine.provide({ actors: { session } }), {
+    ...(deps.clock ? { clock: deps.clock } : {}),
+  }).start();
+
+  if (config.magicWord === undefined) {
+    logger.warn({}, 'MAGIC_WORD is not set: every route is open to anyone who can reach this port');
+  }
+
+  const vision = visionSettings(config);
+  const app = createApp(config);
+  const server: Server = createServer(app);
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: config.vision.maxFrameBytes,
+    clientTracking: false,
+    perMessageDeflate: false,
+  });
+  const sockets = new Map<string, WebSocket>();
+  const connections = new Map<string, VisionConnection>();
+  let accepting = true;
+
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const url = requestUrl(req);
+    if (url.pathname !== VISION_PATH) return refuseUpgrade(socket, 404, 'not found');
+    if (!accepting) return refuseUpgrade(socket, 503, 'shutting down');
+    if (!isAuthorized(config.magicWord, req.headers, url)) return refuseUpgrade(socket, 403, 'forbidden');
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      const sessionId = randomUUID();
+      const connection = serveVisionSocket(ws, {
+        supervisor,
+        sessionId,
+        vision,
+        logger: logger.child({ sessionId }),
+      });
+      sockets.set(sessionId, ws);
+      connections.set(sessionId, connection);
+      ws.once('close', () => sockets.delete(sessionId));
+      void connection.finished.then(() => connections.delete(sessionId));
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  logger.info({ port, host: config.host }, 'listening');
+
+  let closing: Promise<void> | undefined;
+  const close = (deadlineMs = 8_000): Promise<void> => {
+    closing ??= (async () => {
+      accepting = false;
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      supervisor.send({ type: 'shutdown' });
+      for (const ws of sockets.values()) ws.close(1001, 'server shutting down');
+      const cut = setTimeout(() => {
+        for (const ws of sockets.values()) ws.terminate();
+      }, Math.min(CLOSE_HANDSHAKE_MS, deadlineMs / 2));
+      const sessionsDone = Promise.all([...connections.values()].map((c) => c.finished));
+      let timedOut = false;
+      const deadline = new Promise<void>((resolve) =>
+        setTimeout(() => {
+          timedOut = true;
+          resolve();
+        }, deadlineMs).unref(),
+      );
+      await Promise.race([sessionsDone, deadline]);
+      clearTimeout(cut);
+      if (timedOut) logger.warn({ open: connections.size }, 'shutdown deadline passed with sessions still closing');
+      supervisor.stop();
+      server.closeAllConnections();
+      await stopped;
+      logger.info({}, 'stopped');
+    })();
+    return closing;
+  };
+
+  return { url, port, supervisor, connections: () => connections, close };
+}

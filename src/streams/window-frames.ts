@@ -1,0 +1,97 @@
+import { asyncScheduler, Observable, type OperatorFunction, type SchedulerLike, type Subscription } from 'rxjs';
+import type { FrameChunk } from '../adapters/inference.ts';
+import { EvenSampler } from './even-sampler.ts';
+
+export interface WindowFramesOptions {
+  /** Minimum age of a window, from its first frame, before it is dispatched. */
+  spanMs: number;
+  /** Frames kept per chunk, spread evenly over the window. */
+  maxFrames: number;
+  /**
+   * Frames a window may see while it waits for the chunk in flight; past this the
+   * stale window restarts, so a slow model is asked about the present.
+   */
+  maxWindowFrames: number;
+  /** Emits when the consumer can take the next chunk (nothing is in flight). */
+  ready$: Observable<unknown>;
+  /** Prefix of the deterministic window id: `<prefix>-<index>`. */
+  windowIdPrefix: string;
+  scheduler?: SchedulerLike;
+}
+
+/**
+ * Cuts a frame stream into chunks (SPEC §4): a chunk is dispatched when the
+ * consumer is ready, frames are buffered and the window is at least `spanMs`
+ * old. Nothing is dispatched until `ready$` first emits, and after each chunk
+ * the operator waits for `ready$` again: one chunk in flight, frames arriving
+ * meanwhile join the next one. Memory is O(maxFrames) whatever the frame rate.
+ * Times are relative to subscription (the connection's start).
+ */
+export function windowFrames(options: WindowFramesOptions): OperatorFunction<Uint8Array, FrameChunk> {
+  const { spanMs, maxFrames, maxWindowFrames, ready$, windowIdPrefix } = options;
+  const scheduler = options.scheduler ?? asyncScheduler;
+  return (source) =>
+    new Observable<FrameChunk>((subscriber) => {
+      const originMs = scheduler.now();
+      const sampler = new EvenSampler<Uint8Array>(maxFrames);
+      let ready = false;
+      let firstAt = 0;
+      let lastAt = 0;
+      let index = 0;
+      let timer: Subscription | null = null;
+
+      const cancelTimer = () => {
+        timer?.unsubscribe();
+        timer = null;
+      };
+
+      const dispatchIfDue = () => {
+        if (!ready || sampler.seen === 0) return;
+        const age = scheduler.now() - firstAt;
+        if (age < spanMs) {
+          timer ??= scheduler.schedule(() => {
+            timer = null;
+            dispatchIfDue();
+          }, spanMs - age);
+          return;
+        }
+        cancelTimer();
+        ready = false;
+        const chunk: FrameChunk = {
+          index,
+          windowId: `${windowIdPrefix}-${index}`,
+          frames: sampler.sample(),
+          startS: (firstAt - originMs) / 1000,
+          endS: (lastAt - originMs) / 1000,
+          framesSeen: sampler.seen,
+        };
+        index += 1;
+        sampler.reset();
+        subscriber.next(chunk);
+      };
+
+      const readySubscription = ready$.subscribe(() => {
+        ready = true;
+        dispatchIfDue();
+      });
+
+      const sourceSubscription = source.subscribe({
+        next(frame) {
+          const now = scheduler.now();
+          if (sampler.seen >= maxWindowFrames) sampler.reset();
+          if (sampler.seen === 0) firstAt = now;
+          lastAt = now;
+          sampler.push(frame);
+          if (ready) dispatchIfDue();
+        },
+        error: (error: unknown) => subscriber.error(error),
+        complete: () => subscriber.complete(),
+      });
+
+      return () => {
+        cancelTimer();
+        readySubscription.unsubscribe();
+        sourceSubscription.unsubscribe();
+      };
+    });
+}

@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { EvenSampler } from '../../src/streams/even-sampler.ts';
+
+const sampleOf = (capacity: number, n: number) => {
+  const sampler = new EvenSampler<number>(capacity);
+  for (let i = 0; i < n; i++) sampler.push(i);
+  return sampler.sample();
+};
+
+describe('EvenSampler', () => {
+  it('keeps everything while under capacity', () => {
+    expect(sampleOf(6, 4)).toEqual([0, 1, 2, 3]);
+    expect(sampleOf(6, 6)).toEqual([0, 1, 2, 3, 4, 5]);
+  });
+
+  it('spreads a long sequence evenly, first and latest included', () => {
+    expect(sampleOf(6, 15)).toEqual([0, 4, 8, 12, 14]);
+    expect(sampleOf(6, 30)).toEqual([0, 8, 16, 24, 29]);
+  });
+
+  it('never holds more than capacity, and gaps stay within twice the even spacing', () => {
+    for (let capacity = 2; capacity <= 8; capacity++) {
+      for (let n = 1; n <= 400; n++) {
+        const out = sampleOf(capacity, n);
+        expect(out.length).toBeLessThanOrEqual(capacity);
+        expect(out[0]).toBe(0);
+        expect(out.at(-1)).toBe(n - 1);
+        if (n > capacity) {
+          expect(out.length).toBeGreaterThanOrEqual(Math.ceil(capacity / 2));
+          const even = (n - 1) / (capacity - 1);
+          for (let i = 1; i < out.length; i++) expect(out[i]! - out[i - 1]!).toBeLessThanOrEqual(2 * even);
+        }
+      }
+    }
+  });
+
+  it('keeps only the latest with a capacity of one', () => {
+    expect(sampleOf(1, 10)).toEqual([9]);
+  });
+
+  it('starts over after reset', () => {
+    const sampler = new EvenSampler<number>(3);
+    for (let i = 0; i < 10; i++) sampler.push(i);
+    sampler.reset();
+    expect(sampler.seen).toBe(0);
+    expect(sampler.sample()).toEqual([]);
+    sampler.push(42);
+    expect(sampler.sample()).toEqual([42]);
+  });
+
+  it('rejects a capacity that is not a positive integer', () => {
+    expect(() => new EvenSampler(0)).toThrow(RangeError);
+  });
+});

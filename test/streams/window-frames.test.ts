@@ -1,0 +1,111 @@
+import { TestScheduler } from 'rxjs/testing';
+import { describe, expect, it } from 'vitest';
+import type { FrameChunk } from '../../src/adapters/inference.ts';
+import { windowFrames } from '../../src/streams/window-frames.ts';
+
+// One marble character is 1 ms of virtual time; chunk times are seconds since subscription.
+const f = (n: number) => Uint8Array.of(n);
+const frames = { a: f(1), b: f(2), c: f(3), d: f(4), e: f(5), g: f(6), h: f(7), i: f(8), j: f(9), k: f(10) };
+
+const chunk = (index: number, parts: Uint8Array[], startMs: number, endMs: number, seen = parts.length): FrameChunk => ({
+  index,
+  windowId: `s1-${index}`,
+  frames: parts,
+  startS: startMs / 1000,
+  endS: endMs / 1000,
+  framesSeen: seen,
+});
+
+const scheduler = () => new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
+
+const options = { spanMs: 5, maxFrames: 6, maxWindowFrames: 120, windowIdPrefix: 's1' };
+
+describe('windowFrames', () => {
+  it('dispatches a window once it is spanMs old, by timer when frames stop', () => {
+    scheduler().run(({ hot, expectObservable }) => {
+      const ready = hot('r');
+      const source = hot('-a-b-c------', frames);
+      const expected = '  ------x-----';
+      expectObservable(source.pipe(windowFrames({ ...options, ready$: ready }))).toBe(expected, {
+        x: chunk(0, [f(1), f(2), f(3)], 1, 5),
+      });
+    });
+  });
+
+  it('keeps one chunk in flight: frames meanwhile join the next chunk, sent when ready again', () => {
+    scheduler().run(({ hot, expectObservable }) => {
+      // ready at 0 and again at 20; b and c arrive while chunk 0 is in flight
+      const ready = hot('r------------------- r', { r: 1 });
+      const source = hot('-a-------b-c-------- ---', frames);
+      const expected = '  ------x------------- y--';
+      expectObservable(source.pipe(windowFrames({ ...options, ready$: ready }))).toBe(expected, {
+        x: chunk(0, [f(1)], 1, 1),
+        y: chunk(1, [f(2), f(3)], 9, 11),
+      });
+    });
+  });
+
+  it('dispatches nothing before the consumer is first ready', () => {
+    scheduler().run(({ hot, expectObservable }) => {
+      const ready = hot('---------- r', { r: 1 });
+      const source = hot('-a-b------ ---', frames);
+      const expected = '  ---------- x--';
+      expectObservable(source.pipe(windowFrames({ ...options, ready$: ready }))).toBe(expected, {
+        x: chunk(0, [f(1), f(2)], 1, 3),
+      });
+    });
+  });
+
+  it('costs nothing while no frames come', () => {
+    scheduler().run(({ hot, expectObservable }) => {
+      const ready = hot('r-------------------');
+      const source = hot('--------------------', frames);
+      expectObservable(source.pipe(windowFrames({ ...options, ready$: ready }))).toBe('--------------------');
+    });
+  });
+
+  it('samples a long window down to maxFrames, first and latest kept', () => {
+    scheduler().run(({ hot, expectObservable }) => {
+      const ready = hot('r');
+      const source = hot('abcdeghijk--', frames);
+      const expected = '  ---------x--';
+      expectObservable(source.pipe(windowFrames({ ...options, spanMs: 9, maxFrames: 4, ready$: ready }))).toBe(
+        expected,
+        { x: chunk(0, [f(1), f(5), f(9), f(10)], 0, 9, 10) },
+      );
+    });
+  });
+
+  it('restarts a window that saw maxWindowFrames frames while waiting, so chunks stay current', () => {
+    scheduler().run(({ hot, expectObservable }) => {
+      // the restarted window (from j at 8) is due at 13, after ready at 12
+      const ready = hot('------------r', { r: 1 });
+      const source = hot('abcdeghijk------', frames);
+      const expected = '  -------------x--';
+      expectObservable(source.pipe(windowFrames({ ...options, maxWindowFrames: 4, ready$: ready }))).toBe(expected, {
+        x: chunk(0, [f(9), f(10)], 8, 9),
+      });
+    });
+  });
+
+  it('completes with the source and drops a partial window', () => {
+    scheduler().run(({ hot, expectObservable }) => {
+      const ready = hot('r');
+      const source = hot('-a-|', frames);
+      expectObservable(source.pipe(windowFrames({ ...options, ready$: ready }))).toBe('---|');
+    });
+  });
+
+  it('numbers chunks and derives window ids from the prefix', () => {
+    scheduler().run(({ hot, expectObservable }) => {
+      const ready = hot('r------r------r', { r: 1 });
+      const source = hot('a------b------c------', frames);
+      const expected = '  -----x------y------z';
+      expectObservable(source.pipe(windowFrames({ ...options, ready$: ready }))).toBe(expected, {
+        x: chunk(0, [f(1)], 0, 0),
+        y: chunk(1, [f(2)], 7, 7),
+        z: chunk(2, [f(3)], 14, 14),
+      });
+    });
+  });
+});

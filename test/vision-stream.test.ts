@@ -1,0 +1,257 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { InferencePort } from '../src/adapters/inference.ts';
+import { sessionMachine } from '../src/machines/session.ts';
+import { startServer, type RunningServer } from '../src/server.ts';
+import { ok } from '../src/result.ts';
+import { FakeInference } from './fakes/inference.ts';
+import { testConfig } from './helpers/config.ts';
+import { frame, GlassesClient } from './helpers/ws-client.ts';
+
+let server: RunningServer | undefined;
+const clients: GlassesClient[] = [];
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => (c.closeCode === undefined ? c.close() : c.closed)));
+  await server?.close();
+  server = undefined;
+});
+
+async function start(env: Record<string, string> = {}, inference?: InferencePort, session = sessionMachine) {
+  server = await startServer({ config: testConfig(env), ...(inference ? { inference } : {}), session });
+  return server;
+}
+
+async function connect(headers?: Record<string, string>) {
+  const client = await GlassesClient.connect(server!.url, headers ? { headers } : {});
+  clients.push(client);
+  return client;
+}
+
+/** Chunks are due at once, so one frame is enough to start an inference. */
+const IMMEDIATE = { VISION_CHUNK_SECONDS: '0.001' };
+
+describe('acks (SPEC §4)', () => {
+  it('acks a single frame with its number and size', async () => {
+    await start();
+    const client = await connect();
+    client.send(frame(1234));
+    await client.untilAcks(1);
+    expect(client.messages).toEqual([{ frame: 1, bytes: 1234 }]);
+  });
+
+  it('acks 100 frames once each, in order', async () => {
+    await start();
+    const client = await connect();
+    for (let i = 0; i < 100; i++) client.send(frame(100 + i));
+    await client.untilAcks(100);
+    expect(client.acks.map((a) => [a.frame, a.bytes])).toEqual(
+      Array.from({ length: 100 }, (_, i) => [i + 1, 100 + i]),
+    );
+  });
+
+  it('acks an empty frame', async () => {
+    await start();
+    const client = await connect();
+    client.send(Buffer.alloc(0));
+    client.send(frame(3));
+    await client.untilAcks(2);
+    expect(client.acks).toEqual([{ frame: 1, bytes: 0 }, { frame: 2, bytes: 3 }]);
+  });
+
+  it('acks a 1 MB frame', async () => {
+    await start();
+    const client = await connect();
+    client.send(frame(1024 * 1024));
+    await client.untilAcks(1);
+    expect(client.acks).toEqual([{ frame: 1, bytes: 1024 * 1024 }]);
+  });
+
+  it('answers a text message with an error and keeps the numbering', async () => {
+    await start();
+    const client = await connect();
+    client.send(frame(10));
+    client.send('hello');
+    client.send(frame(20));
+    await client.until((m) => m.length === 3);
+    expect(client.messages).toEqual([{ frame: 1, bytes: 10 }, { error: 'binary frames only' }, { frame: 2, bytes: 20 }]);
+  });
+
+  it('closes with 1009 on a frame over VISION_MAX_FRAME_BYTES', async () => {
+    await start({ VISION_MAX_FRAME_BYTES: '1000' });
+    const client = await connect();
+    client.send(frame(1000));
+    await client.untilAcks(1);
+    client.send(frame(1001));
+    expect(await client.closed).toBe(1009);
+    expect(client.acks).toEqual([{ frame: 1, bytes: 1000 }]);
+  });
+
+  it('numbers frames per connection', async () => {
+    await start();
+    const a = await connect();
+    const b = await connect();
+    a.send(frame(1));
+    a.send(frame(1));
+    b.send(frame(2));
+    await a.untilAcks(2);
+    await b.untilAcks(1);
+    expect(b.acks).toEqual([{ frame: 1, bytes: 2 }]);
+  });
+});
+
+describe('inference results ride on acks (SPEC §4)', () => {
+  it('puts a caption on the ack after the inference finished', async () => {
+    const inference = new FakeInference();
+    await start(IMMEDIATE, inference);
+    const client = await connect();
+    client.send(frame(50));
+    await client.untilAcks(1);
+    await inference.until(() => inference.calls.length === 1);
+    const call = inference.calls[0]!;
+    expect(call.chunk.frames).toHaveLength(1);
+    call.resolve(ok({ caption: 'a desk with a laptop', chunkStartS: 0.1, chunkEndS: 0.2, latencyMs: 321, tokensGenerated: 9 }));
+    // The result waits for the next frame's ack.
+    await expect.poll(() => server!.supervisor.getSnapshot().children[call.sessionId]?.getSnapshot().context.captions).toBe(1);
+    client.send(frame(60));
+    await client.untilAcks(2);
+    expect(client.acks[0]).toEqual({ frame: 1, bytes: 50 });
+    expect(client.acks[1]).toEqual({
+      frame: 2,
+      bytes: 60,
+      caption: 'a desk with a laptop',
+      latency_ms: 321,
+      chunk_start_s: 0.1,
+      chunk_end_s: 0.2,
+      tokens_generated: 9,
+      window_id: `${call.sessionId}-0`,
+    });
+  });
+
+  it('leaves out tokens_generated when the model gives none', async () => {
+    const inference = new FakeInference();
+    await start(IMMEDIATE, inference);
+    const client = await connect();
+    client.send(frame(5));
+    await inference.until(() => inference.calls.length === 1);
+    inference.calls[0]!.resolve(ok({ caption: 'x', chunkStartS: 0, chunkEndS: 0, latencyMs: 1, tokensGenerated: null }));
+    await sendUntil(client, (a) => a.caption !== undefined);
+    expect(Object.keys(client.acks.find((a) => a.caption)!).sort()).toEqual(
+      ['bytes', 'caption', 'chunk_end_s', 'chunk_start_s', 'frame', 'latency_ms', 'window_id'].sort(),
+    );
+  });
+
+  it('puts inference_error on the next ack and keeps streaming and inferring', async () => {
+    const inference = new FakeInference({
+      auto: (_chunk, call) => (call === 1 ? { kind: 'remote', message: 'model exploded' } : undefined),
+    });
+    const fastBackoff = sessionMachine.provide({ delays: { errorBackoff: 1 } });
+    await start(IMMEDIATE, inference, fastBackoff);
+    const client = await connect();
+    await sendUntil(client, (a) => a.inference_error !== undefined);
+    const failed = client.acks.find((a) => a.inference_error !== undefined)!;
+    expect(failed.inference_error).toBe('model exploded');
+    expect(failed.window_id).toMatch(/-0$/);
+    await sendUntil(client, (a) => a.caption !== undefined);
+    expect(client.acks.find((a) => a.caption)!.window_id).toMatch(/-1$/);
+    expect(client.closeCode).toBeUndefined();
+  });
+
+  it('keeps acking every frame while inference is slow', async () => {
+    const inference = new FakeInference(); // manual: never answers until told
+    await start(IMMEDIATE, inference);
+    const client = await connect();
+    client.send(frame(10));
+    await inference.until(() => inference.calls.length === 1);
+    for (let i = 0; i < 50; i++) client.send(frame(10));
+    await client.untilAcks(51);
+    // Still exactly one chunk in flight: the frames above wait for the next chunk.
+    expect(inference.calls).toHaveLength(1);
+    inference.calls[0]!.resolve(ok(FakeInference.caption(inference.calls[0]!.chunk)));
+    await inference.until(() => inference.calls.length === 2);
+    const next = inference.calls[1]!.chunk;
+    expect(next.framesSeen).toBe(50);
+    expect(next.frames.length).toBeLessThanOrEqual(6);
+  });
+
+  it('sends at most VISION_FRAMES_PER_CHUNK frames per chunk, first and latest included', async () => {
+    const inference = new FakeInference();
+    await start({ VISION_CHUNK_SECONDS: '0.001', VISION_FRAMES_PER_CHUNK: '4' }, inference);
+    const client = await connect();
+    client.send(frame(1, 0));
+    await inference.until(() => inference.calls.length === 1);
+    for (let i = 1; i <= 30; i++) client.send(frame(1, i));
+    await client.untilAcks(31);
+    inference.calls[0]!.resolve(ok(FakeInference.caption(inference.calls[0]!.chunk)));
+    await inference.until(() => inference.calls.length === 2);
+    const fills = inference.calls[1]!.chunk.frames.map((f) => f[0]);
+    expect(fills.length).toBeLessThanOrEqual(4);
+    expect(fills[0]).toBe(1);
+    expect(fills.at(-1)).toBe(30);
+  });
+
+  it('cancels the inference in flight and closes the inference session on disconnect', async () => {
+    const inference = new FakeInference();
+    await start(IMMEDIATE, inference);
+    const client = await connect();
+    client.send(frame(10));
+    await inference.until(() => inference.calls.length === 1);
+    const call = inference.calls[0]!;
+    expect(call.signal.aborted).toBe(false);
+    await client.close();
+    await inference.until(() => inference.closed.length === 1);
+    expect(call.signal.aborted).toBe(true);
+    expect(inference.closed).toEqual([call.sessionId]);
+    await expect.poll(() => server!.connections().size).toBe(0);
+    expect(Object.keys(server!.supervisor.getSnapshot().children)).toEqual([]);
+  });
+
+  it('runs without credentials as a degraded no-op that only acks', async () => {
+    await start(IMMEDIATE);
+    const client = await connect();
+    for (let i = 0; i < 20; i++) client.send(frame(10));
+    await client.untilAcks(20);
+    expect(client.messages.every((m) => Object.keys(m).length === 2)).toBe(true);
+    const [sessionId] = server!.connections().keys();
+    const session = server!.supervisor.getSnapshot().children[sessionId!]!;
+    const snapshot = session.getSnapshot() as { context: { degradedReason: string | null } };
+    expect(snapshot.context.degradedReason).toBe('no-credentials');
+  });
+
+  it('surfaces an open failure once as inference_error', async () => {
+    const inference = new FakeInference({ openError: { kind: 'open-failed', message: 'app not found' } });
+    await start(IMMEDIATE, inference);
+    const client = await connect();
+    await sendUntil(client, (a) => a.inference_error !== undefined);
+    for (let i = 0; i < 10; i++) client.send(frame(1));
+    const total = client.acks.length + 10;
+    await client.untilAcks(total);
+    expect(client.acks.filter((a) => a.inference_error !== undefined).map((a) => a.inference_error)).toEqual([
+      'open failed: app not found',
+    ]);
+  });
+});
+
+describe('load', () => {
+  it('gives 200 concurrent sessions all their acks, in order', async () => {
+    await start();
+    const sessions = await Promise.all(Array.from({ length: 200 }, () => connect()));
+    const perSession = 20;
+    for (let i = 0; i < perSession; i++) for (const s of sessions) s.send(frame(256));
+    await Promise.all(sessions.map((s) => s.untilAcks(perSession)));
+    for (const s of sessions) {
+      expect(s.acks.map((a) => a.frame)).toEqual(Array.from({ length: perSession }, (_, i) => i + 1));
+    }
+    expect(server!.connections().size).toBe(200);
+  });
+});
+
+/** Sends a small frame after each ack until an ack satisfies `predicate`. */
+async function sendUntil(client: GlassesClient, predicate: (ack: { caption?: string; inference_error?: string }) => boolean) {
+  for (let i = 0; i < 1_000; i++) {
+    if (client.acks.some(predicate)) return;
+    const before = client.acks.length;
+    client.send(frame(8));
+    await client.untilAcks(before + 1);
+  }
+  throw new Error('no ack met the condition');
+}
