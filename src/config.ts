@@ -28,10 +28,13 @@ const number = (fallback: number, check: (n: z.ZodNumber) => z.ZodNumber) =>
     .transform((value, ctx) => {
       if (value === undefined || value.trim() === '') return fallback;
       const parsed = Number(value);
+      if (!Number.isFinite(parsed)) {
+        ctx.addIssue({ code: 'custom', message: `expected a number, got "${value}"` });
+        return z.NEVER;
+      }
       const result = check(z.number()).safeParse(parsed);
-      if (!Number.isFinite(parsed) || !result.success) {
-        const why = result.success ? 'expected a number' : (result.error.issues[0]?.message ?? 'invalid');
-        ctx.addIssue({ code: 'custom', message: `${why}, got "${value}"` });
+      if (!result.success) {
+        ctx.addIssue({ code: 'custom', message: `${result.error.issues[0]?.message ?? 'invalid'}, got "${value}"` });
         return z.NEVER;
       }
       return result.data;

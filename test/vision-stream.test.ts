@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { InferencePort } from '../src/adapters/inference.ts';
 import { sessionMachine } from '../src/machines/session.ts';
 import { startServer, type RunningServer } from '../src/server.ts';
@@ -228,6 +228,56 @@ describe('inference results ride on acks (SPEC §4)', () => {
     expect(client.acks.filter((a) => a.inference_error !== undefined).map((a) => a.inference_error)).toEqual([
       'open failed: app not found',
     ]);
+  });
+});
+
+describe('slow clients and shutdown', () => {
+  it('stops reading a client that reads no acks, then catches up without losing one', async () => {
+    await start();
+    const client = await connect();
+    const [sessionId] = server!.connections().keys();
+    const session = server!.supervisor.getSnapshot().children[sessionId!]!;
+    const throttled = () => session.getSnapshot().matches({ active: { acking: 'throttled' } });
+    client.ws.pause(); // the client stops reading its socket
+    const connection = server!.connections().get(sessionId!)!;
+    let sent = 0;
+    while (!throttled() && sent < 2_000_000) {
+      for (let i = 0; i < 5_000; i++) client.send(frame(1));
+      sent += 5_000;
+      // the server has read the batch, or stopped reading because acks pile up
+      await vi.waitFor(() => expect(connection.frames() === sent || throttled()).toBe(true), { interval: 2 });
+    }
+    expect(throttled()).toBe(true);
+    client.ws.resume();
+    await client.untilAcks(sent);
+    expect(client.acks.at(-1)!.frame).toBe(sent);
+    expect(client.acks.every((a, i) => a.frame === i + 1)).toBe(true);
+    await expect.poll(() => session.getSnapshot().matches({ active: { acking: 'ready' } })).toBe(true);
+  });
+
+  it('on close cancels inference in flight, closes sessions with 1001 and stops every actor', async () => {
+    const inference = new FakeInference();
+    await start(IMMEDIATE, inference);
+    const client = await connect();
+    client.send(frame(10));
+    await inference.until(() => inference.calls.length === 1);
+    await server!.close();
+    expect(client.closeCode ?? (await client.closed)).toBe(1001);
+    expect(inference.calls[0]!.signal.aborted).toBe(true);
+    expect(inference.closed).toHaveLength(1);
+    expect(server!.supervisor.getSnapshot().status).toBe('stopped');
+  });
+
+  it('cuts a client that does not answer the close handshake instead of waiting for it', async () => {
+    await start();
+    const client = await connect();
+    client.ws.pause(); // reads nothing, so never answers the close frame
+    const started = Date.now();
+    await server!.close(4_000);
+    expect(Date.now() - started).toBeLessThan(4_000);
+    expect(server!.connections().size).toBe(0);
+    client.ws.resume();
+    expect(await client.closed).toBe(1001);
   });
 });
 

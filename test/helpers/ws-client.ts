@@ -16,6 +16,8 @@ export interface Ack {
 /** A glasses client for tests: collects every JSON message and lets a test await conditions on them. */
 export class GlassesClient {
   readonly messages: Ack[] = [];
+  /** The messages that are acks (not protocol errors), in arrival order. */
+  readonly acks: Ack[] = [];
   closeCode: number | undefined;
   closeReason = '';
   private readonly waiters: Array<() => void> = [];
@@ -40,7 +42,9 @@ export class GlassesClient {
       });
     });
     ws.on('message', (data: RawData) => {
-      this.messages.push(JSON.parse(data.toString()) as Ack);
+      const message = JSON.parse(data.toString()) as Ack;
+      this.messages.push(message);
+      if (message.error === undefined) this.acks.push(message);
       this.notify();
     });
     ws.on('error', () => undefined);
@@ -51,10 +55,6 @@ export class GlassesClient {
     const client = new GlassesClient(new WebSocket(url, { headers: options.headers }));
     await client.opened;
     return client;
-  }
-
-  get acks(): Ack[] {
-    return this.messages.filter((m) => m.error === undefined);
   }
 
   send(bytes: Uint8Array | string): void {
