@@ -1,0 +1,246 @@
+/**
+ * `npm run bench`: this server (production build, fixed-latency fake inference)
+ * against a bare `ws` ack server, measured in the same run with the same load
+ * generator. Servers are pinned to one core, the load generator to another.
+ *
+ *   --rounds N   repeats of each scenario per server (medians are reported); default 3 for (a), 1 otherwise
+ *   --quick      shorter runs, for a smoke check
+ *   --only abc   run only the named scenarios
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { LoadResult, Scenario } from './load.ts';
+
+type ServerKind = 'foresight' | 'bare';
+const here = dirname(fileURLToPath(import.meta.url));
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const roundsArg = args.indexOf('--rounds');
+const rounds = roundsArg >= 0 ? Number(args[roundsArg + 1]) : undefined;
+const onlyArg = args.indexOf('--only');
+const only = onlyArg >= 0 ? (args[onlyArg + 1] ?? '') : 'abc';
+const pin = existsSync('/usr/bin/taskset') || existsSync('/bin/taskset');
+const CLK_TCK = 100;
+const KiB = 1024;
+
+function forkPinned(script: string, argv: string[], core: number, execArgv: string[] = []): ChildProcess {
+  const modulePath = join(here, script);
+  if (!pin) return fork(modulePath, argv, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // taskset execs node; fork's IPC channel survives the exec.
+  return fork(modulePath, argv, {
+    execPath: 'taskset',
+    execArgv: ['-c', String(core), process.execPath, ...execArgv],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+}
+
+function nextMessage<T>(child: ChildProcess, pick: (m: Record<string, unknown>) => T | undefined): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: unknown) => {
+      const value = pick(m as Record<string, unknown>);
+      if (value !== undefined) {
+        child.off('message', onMessage);
+        child.off('exit', onExit);
+        resolve(value);
+      }
+    };
+    const onExit = (code: number | null) => reject(new Error(`child exited (${code}) while waiting`));
+    child.on('message', onMessage);
+    child.once('exit', onExit);
+  });
+}
+
+interface Memory {
+  rss: number;
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
+  spaces: Record<string, number>;
+  chunkStats: { chunks: number; frames: number; bytes: number; framesSeen: number };
+}
+
+class ServerProcess {
+  readonly child: ChildProcess;
+  readonly url: string;
+
+  private constructor(child: ChildProcess, url: string) {
+    this.child = child;
+    this.url = url;
+  }
+
+  static async start(kind: ServerKind): Promise<ServerProcess> {
+    const extra = process.env.BENCH_SERVER_ARGS?.split(' ').filter(Boolean) ?? [];
+    const child = forkPinned('servers.js', [kind], 1, ['--expose-gc', ...extra]);
+    const url = await nextMessage(child, (m) => (typeof m.ready === 'string' ? m.ready : undefined));
+    return new ServerProcess(child, url);
+  }
+
+  cpuSeconds(): number {
+    const stat = readFileSync(`/proc/${this.child.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK; // utime + stime
+  }
+
+  async memory(): Promise<Memory> {
+    const reply = nextMessage(this.child, (m) => (typeof m.rss === 'number' ? (m as unknown as Memory) : undefined));
+    this.child.send('gc');
+    return reply;
+  }
+
+  /** Ends the server; a normal exit lets `--cpu-prof` and friends write their files. */
+  async stop(): Promise<void> {
+    const exited = new Promise((resolve) => this.child.once('exit', resolve));
+    this.child.disconnect();
+    const kill = setTimeout(() => this.child.kill('SIGKILL'), 5_000);
+    await exited;
+    clearTimeout(kill);
+  }
+}
+
+interface Measured {
+  result: LoadResult;
+  cpuPercent: number;
+  memoryPerSessionKiB: number;
+  memory: Memory;
+}
+
+/** Runs one scenario against a fresh server process and measures it. */
+async function measure(kind: ServerKind, scenario: (url: string) => Scenario, sessions: number): Promise<Measured> {
+  const server = await ServerProcess.start(kind);
+  try {
+    const baseline = await server.memory();
+    const load = forkPinned('load.js', [JSON.stringify(scenario(server.url))], 0);
+    let cpuStart = 0;
+    let wallStart = 0;
+    let cpuPercent = 0;
+    let loaded: Memory | undefined;
+    load.on('message', (m: { phase?: string }) => {
+      if (m.phase === undefined) return;
+      void (async () => {
+        if (m.phase === 'start') {
+          cpuStart = server.cpuSeconds();
+          wallStart = performance.now();
+        } else if (m.phase === 'end') {
+          cpuPercent = ((server.cpuSeconds() - cpuStart) / ((performance.now() - wallStart) / 1000)) * 100;
+          loaded = await server.memory();
+        }
+        load.send({ go: m.phase });
+      })();
+    });
+    const result = await nextMessage(load, (m) => (m.result ? (m.result as LoadResult) : undefined));
+    const memory = loaded ?? baseline;
+    if (process.env.BENCH_DEBUG) log(`${kind} baseline ${JSON.stringify(baseline)}\n${kind} loaded ${JSON.stringify(memory)}`);
+    return {
+      result,
+      cpuPercent,
+      memory,
+      memoryPerSessionKiB: (memory.rss - baseline.rss) / sessions / KiB,
+    };
+  } finally {
+    await server.stop();
+  }
+}
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+
+async function rounds_<T>(n: number, run: (kind: ServerKind) => Promise<T>): Promise<Record<ServerKind, T[]>> {
+  const out: Record<ServerKind, T[]> = { foresight: [], bare: [] };
+  for (let i = 0; i < n; i++) {
+    // Alternate the order so drift on the machine hits both servers alike.
+    const order: ServerKind[] = i % 2 === 0 ? ['bare', 'foresight'] : ['foresight', 'bare'];
+    for (const kind of order) out[kind].push(await run(kind));
+  }
+  return out;
+}
+
+interface Row {
+  metric: string;
+  foresight: number;
+  bare: number;
+  unit: string;
+  goal: string;
+  pass: boolean;
+}
+
+const rows: Row[] = [];
+const fmt = (n: number) => (Math.abs(n) >= 100 ? n.toFixed(0) : Math.abs(n) >= 10 ? n.toFixed(1) : n.toFixed(2));
+const log = (text: string) => process.stdout.write(`${text}\n`);
+
+// (a) one session saturating: 40 KiB frames, 8 unacked in flight.
+if (only.includes('a')) {
+  const durationMs = quick ? 2_000 : 4_000;
+  const a = await rounds_(rounds ?? 3, (kind) =>
+    measure(
+      kind,
+      (url) => ({ kind: 'saturate', url, frameBytes: 40 * KiB, inFlight: 8, warmupMs: 1_000, durationMs }),
+      1,
+    ),
+  );
+  const rate = (m: Measured) => m.result.acks / (m.result.elapsedMs / 1000);
+  const f = median(a.foresight.map(rate));
+  const b = median(a.bare.map(rate));
+  rows.push({ metric: '(a) 1 session saturating, acks/s', foresight: f, bare: b, unit: 'acks/s', goal: '≥ 0.8 × bare', pass: f >= 0.8 * b });
+  log(`(a) done: ${fmt(f)} vs ${fmt(b)} acks/s`);
+}
+
+// (b) 200 sessions × 15 fps × 40 KiB for 15 s.
+if (only.includes('b')) {
+  const durationMs = quick ? 4_000 : 15_000;
+  const b = await rounds_(rounds ?? 1, (kind) =>
+    measure(
+      kind,
+      (url) => ({ kind: 'paced', url, sessions: 200, fps: 15, frameBytes: 40 * KiB, warmupMs: 2_000, durationMs }),
+      200,
+    ),
+  );
+  const p50 = (m: Measured) => m.result.latenciesMs!.p50;
+  const p99 = (m: Measured) => m.result.latenciesMs!.p99;
+  const cpu = (m: Measured) => m.cpuPercent;
+  const mem = (m: Measured) => m.memoryPerSessionKiB;
+  const fp99 = median(b.foresight.map(p99));
+  const bp99 = median(b.bare.map(p99));
+  const fcpu = median(b.foresight.map(cpu));
+  const bcpu = median(b.bare.map(cpu));
+  const fmem = median(b.foresight.map(mem));
+  rows.push({ metric: '(b) 200×15 fps×40 KiB, ack p50', foresight: median(b.foresight.map(p50)), bare: median(b.bare.map(p50)), unit: 'ms', goal: '—', pass: true });
+  rows.push({ metric: '(b) ack p99', foresight: fp99, bare: bp99, unit: 'ms', goal: '≤ 2 × bare', pass: fp99 <= 2 * bp99 });
+  rows.push({ metric: '(b) server CPU', foresight: fcpu, bare: bcpu, unit: '% of a core', goal: '≤ 1.5 × bare', pass: fcpu <= 1.5 * bcpu });
+  rows.push({ metric: '(b) memory per session', foresight: fmem, bare: median(b.bare.map(mem)), unit: 'KiB', goal: '≤ 600 KiB', pass: fmem <= 600 });
+  const acked = (m: Measured) => m.result.acks;
+  rows.push({ metric: '(b) acks in the window', foresight: median(b.foresight.map(acked)), bare: median(b.bare.map(acked)), unit: 'acks', goal: '—', pass: true });
+  const stats = b.foresight.at(-1)!.memory.chunkStats;
+  if (stats.chunks > 0) {
+    log(`(b) chunks to inference: ${stats.chunks}, ${fmt(stats.frames / stats.chunks)} frames and ${fmt(stats.bytes / stats.chunks / KiB)} KiB per chunk, sampled from ${fmt(stats.framesSeen / stats.chunks)} frames seen`);
+  }
+  log('(b) done');
+}
+
+// (c) 1000 sessions at 1 fps × 2 KiB.
+if (only.includes('c')) {
+  const durationMs = quick ? 3_000 : 8_000;
+  const c = await rounds_(rounds ?? 1, (kind) =>
+    measure(
+      kind,
+      (url) => ({ kind: 'paced', url, sessions: 1000, fps: 1, frameBytes: 2 * KiB, warmupMs: 2_000, durationMs }),
+      1000,
+    ),
+  );
+  const f = median(c.foresight.map((m) => m.memoryPerSessionKiB));
+  const b = median(c.bare.map((m) => m.memoryPerSessionKiB));
+  rows.push({ metric: '(c) 1000×1 fps×2 KiB, memory per session', foresight: f, bare: b, unit: 'KiB', goal: '≤ 48 KiB', pass: f <= 48 });
+  log('(c) done');
+}
+
+log('');
+log(`pinned: ${pin ? 'server on core 1, load generator on core 0' : 'no (taskset not found)'}; node ${process.version}`);
+log('| metric | foresight | bare ws | ratio | goal | met |');
+log('|---|---:|---:|---:|---|---|');
+for (const r of rows) {
+  log(`| ${r.metric} | ${fmt(r.foresight)} ${r.unit} | ${fmt(r.bare)} ${r.unit} | ${r.bare ? fmt(r.foresight / r.bare) : '—'} | ${r.goal} | ${r.pass ? 'yes' : 'NO'} |`);
+}

@@ -1,0 +1,67 @@
+/**
+ * Benchmark server processes. `node servers.js foresight|bare` starts one on a
+ * free loopback port and talks to the runner over IPC: it sends `{ready:url}`,
+ * and answers `gc` with its memory after a full collection.
+ */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { getHeapSpaceStatistics } from 'node:v8';
+import { WebSocketServer } from 'ws';
+import { createLogger } from '../src/adapters/logger.ts';
+import { loadConfig } from '../src/config.ts';
+import { startServer } from '../src/server.ts';
+import { fixedLatencyInference, type ChunkStats } from './fixed-latency-inference.ts';
+
+const MAX_FRAME_BYTES = 4 * 1024 * 1024;
+
+/** The baseline: the same ws setup (noServer upgrade, maxPayload, bufferutil when installed), acks only. */
+async function startBare(): Promise<string> {
+  const server = createServer((_req, res) => res.writeHead(404).end());
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, clientTracking: false, perMessageDeflate: false });
+  server.on('upgrade', (req, socket, head) => {
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      let frame = 0;
+      ws.on('message', (data: Buffer, isBinary) => {
+        if (!isBinary) return;
+        frame += 1;
+        ws.send(`{"frame":${frame},"bytes":${data.length}}`);
+      });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+const stats: ChunkStats = { chunks: 0, frames: 0, bytes: 0, framesSeen: 0 };
+
+async function startForesight(): Promise<string> {
+  const config = loadConfig({
+    ...process.env,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'error',
+    VISION_MAX_FRAME_BYTES: String(MAX_FRAME_BYTES),
+  });
+  const latencyMs = Number(process.env.BENCH_INFERENCE_MS ?? 300);
+  const server = await startServer({
+    config,
+    inference: fixedLatencyInference(latencyMs, stats),
+    logger: createLogger('error'),
+  });
+  return server.url;
+}
+
+const kind = process.argv[2];
+const url = kind === 'bare' ? await startBare() : await startForesight();
+process.on('message', (message) => {
+  if (message === 'gc') {
+    (globalThis as { gc?: () => void }).gc?.();
+    const memory = process.memoryUsage();
+    const spaces = Object.fromEntries(
+      getHeapSpaceStatistics().map((s) => [s.space_name, Math.round(s.space_size / 1024)]),
+    );
+    process.send?.({ rss: memory.rss, heapUsed: memory.heapUsed, external: memory.external, arrayBuffers: memory.arrayBuffers, spaces, chunkStats: { ...stats } });
+  }
+});
+process.on('disconnect', () => process.exit(0));
+process.send?.({ ready: url });
