@@ -53,6 +53,8 @@ function nextMessage<T>(child: ChildProcess, pick: (m: Record<string, unknown>) 
 }
 
 interface Memory {
+  /** Event-loop delay (ms) since the measurement window opened. */
+  loop: { p50: number; p99: number; max: number };
   rss: number;
   heapUsed: number;
   external: number;
@@ -120,6 +122,7 @@ async function measure(kind: ServerKind, scenario: (url: string) => Scenario, se
       if (m.phase === undefined) return;
       void (async () => {
         if (m.phase === 'start') {
+          server.child.send('loop-reset');
           cpuStart = server.cpuSeconds();
           wallStart = performance.now();
         } else if (m.phase === 'end') {
@@ -210,6 +213,8 @@ if (only.includes('b')) {
   const fmem = median(b.foresight.map(mem));
   rows.push({ metric: '(b) 200×15 fps×40 KiB, ack p50', foresight: median(b.foresight.map(p50)), bare: median(b.bare.map(p50)), unit: 'ms', goal: '—', pass: true });
   rows.push({ metric: '(b) ack p99', foresight: fp99, bare: bp99, unit: 'ms', goal: '≤ 2 × bare', pass: fp99 <= 2 * bp99 });
+  const loop99 = (m: Measured) => m.memory.loop.p99;
+  rows.push({ metric: '(b) server event-loop delay p99', foresight: median(b.foresight.map(loop99)), bare: median(b.bare.map(loop99)), unit: 'ms', goal: '—', pass: true });
   rows.push({ metric: '(b) server CPU', foresight: fcpu, bare: bcpu, unit: '% of a core', goal: '≤ 1.5 × bare', pass: fcpu <= 1.5 * bcpu });
   rows.push({ metric: '(b) memory per session', foresight: fmem, bare: median(b.bare.map(mem)), unit: 'KiB', goal: '≤ 600 KiB', pass: fmem <= 600 });
   const acked = (m: Measured) => m.result.acks;

@@ -5,6 +5,7 @@
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { getHeapSpaceStatistics } from 'node:v8';
 import { WebSocketServer } from 'ws';
 import { createLogger } from '../src/adapters/logger.ts';
@@ -52,15 +53,23 @@ async function startForesight(): Promise<string> {
 }
 
 const kind = process.argv[2];
+const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+loopDelay.enable();
 const url = kind === 'bare' ? await startBare() : await startForesight();
 process.on('message', (message) => {
+  if (message === 'loop-reset') {
+    loopDelay.reset();
+    return;
+  }
   if (message === 'gc') {
     (globalThis as { gc?: () => void }).gc?.();
     const memory = process.memoryUsage();
     const spaces = Object.fromEntries(
       getHeapSpaceStatistics().map((s) => [s.space_name, Math.round(s.space_size / 1024)]),
     );
-    process.send?.({ rss: memory.rss, heapUsed: memory.heapUsed, external: memory.external, arrayBuffers: memory.arrayBuffers, spaces, chunkStats: { ...stats } });
+    const loop = { p50: loopDelay.percentile(50) / 1e6, p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 };
+    loopDelay.reset();
+    process.send?.({ loop, rss: memory.rss, heapUsed: memory.heapUsed, external: memory.external, arrayBuffers: memory.arrayBuffers, spaces, chunkStats: { ...stats } });
   }
 });
 process.on('disconnect', () => process.exit(0));

@@ -48,6 +48,7 @@ export function serveVisionSocket(ws: WebSocket, options: VisionSocketOptions): 
   supervisor.send({ type: 'session.open', input: { sessionId, frames, vision } });
   const session = supervisor.system.get(sessionSystemId(sessionId)) as SessionRef;
 
+  logger.debug({}, 'session opened');
   let frameCount = 0;
   let throttled = false;
   const pending: AckFields[] = [];
@@ -99,7 +100,20 @@ export function serveVisionSocket(ws: WebSocket, options: VisionSocketOptions): 
     if (bytes.length > 0) frames.next(bytes);
   });
 
-  ws.on('close', () => {
+  ws.on('close', (code: number) => {
+    const { context } = session.getSnapshot();
+    logger.info(
+      {
+        code,
+        frames: frameCount,
+        chunks: context.chunksInferred,
+        chunksDropped: context.chunksDropped,
+        captions: context.captions,
+        inferenceErrors: context.inferenceErrors,
+        degradedReason: context.degradedReason,
+      },
+      'session closed',
+    );
     frames.complete();
     supervisor.send({ type: 'session.close', sessionId });
   });

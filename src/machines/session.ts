@@ -1,5 +1,5 @@
 import { Observable } from 'rxjs';
-import { assign, emit, fromEventObservable, fromPromise, setup } from 'xstate';
+import { assign, emit, fromEventObservable, fromPromise, raise, setup } from 'xstate';
 import {
   InferenceFailure,
   type Caption,
@@ -61,7 +61,9 @@ export type SessionEvent =
   | { type: 'window.ready'; chunk: FrameChunk }
   | { type: 'socket.throttled' }
   | { type: 'socket.drained' }
-  | { type: 'connection.closed' };
+  | { type: 'connection.closed' }
+  /** Internal: the chunk in flight failed or timed out. */
+  | { type: 'chunk.failed'; message: string };
 
 export type SessionEmitted =
   | { type: 'inference.outcome'; fields: AckFields }
@@ -205,6 +207,7 @@ export const sessionMachine = setup({
       }
       return { type: 'inference.outcome', fields } as const;
     }),
+    failChunk: raise((_, params: { message: string }) => ({ type: 'chunk.failed', message: params.message }) as const),
     askToClose: emit((_, params: { code: number; reason: string }) => ({ type: 'session.close', ...params }) as const),
   },
   guards: {
@@ -265,6 +268,9 @@ export const sessionMachine = setup({
         },
         inference: {
           initial: 'opening',
+          // Windows only come when the machine announced it is ready; one that races a
+          // state change (a cooldown ending, say) is dropped here, the next one follows.
+          on: { 'window.ready': { actions: 'countDropped' } },
           states: {
             opening: {
               invoke: {
@@ -298,6 +304,15 @@ export const sessionMachine = setup({
                   },
                 ],
               },
+              after: {
+                inferenceTimeout: {
+                  target: 'degraded',
+                  actions: [
+                    { type: 'markDegraded', params: { reason: 'open-failed: timed out' } },
+                    { type: 'emitInferenceError', params: { message: 'open failed: timed out' } },
+                  ],
+                },
+              },
             },
             idle: {
               entry: 'announceReady',
@@ -326,30 +341,14 @@ export const sessionMachine = setup({
                     'endChunk',
                   ],
                 },
-                onError: [
-                  {
-                    guard: 'circuitOpen',
-                    target: 'degraded',
-                    actions: [
-                      'countFailure',
-                      'resetFailures',
-                      { type: 'markDegraded', params: { reason: 'circuit-open' } },
-                      { type: 'emitInferenceError', params: ({ event }) => errorParams(event) },
-                      'endChunk',
-                    ],
-                  },
-                  {
-                    target: 'backoff',
-                    actions: [
-                      'countFailure',
-                      { type: 'emitInferenceError', params: ({ event }) => errorParams(event) },
-                      'endChunk',
-                    ],
-                  },
-                ],
+                // A failure and a timeout end the chunk the same way: raised as one internal event.
+                onError: { actions: { type: 'failChunk', params: ({ event }) => errorParams(event) } },
               },
               after: {
-                inferenceTimeout: [
+                inferenceTimeout: { actions: { type: 'failChunk', params: { message: 'inference timed out' } } },
+              },
+              on: {
+                'chunk.failed': [
                   {
                     guard: 'circuitOpen',
                     target: 'degraded',
@@ -357,7 +356,7 @@ export const sessionMachine = setup({
                       'countFailure',
                       'resetFailures',
                       { type: 'markDegraded', params: { reason: 'circuit-open' } },
-                      { type: 'emitInferenceError', params: { message: 'inference timed out' } },
+                      { type: 'emitInferenceError', params: ({ event }) => ({ message: event.message }) },
                       'endChunk',
                     ],
                   },
@@ -365,7 +364,7 @@ export const sessionMachine = setup({
                     target: 'backoff',
                     actions: [
                       'countFailure',
-                      { type: 'emitInferenceError', params: { message: 'inference timed out' } },
+                      { type: 'emitInferenceError', params: ({ event }) => ({ message: event.message }) },
                       'endChunk',
                     ],
                   },

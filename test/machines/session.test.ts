@@ -173,3 +173,34 @@ describe('session machine (SPEC §5)', () => {
     actor.stop();
   });
 });
+
+describe('session machine edges', () => {
+  it('gives up on an inference session that never opens', async () => {
+    const hanging = { open: () => new Promise<never>(() => undefined) };
+    const clock = new SimulatedClock();
+    const actor = createActor(
+      sessionMachine.provide({ actors: sessionActors(hanging) }),
+      { input: input({ inferenceTimeoutMs: 5_000 }), clock },
+    );
+    const outcomes: AckFields[] = [];
+    actor.on('inference.outcome', (e) => outcomes.push(e.fields));
+    actor.start();
+    clock.increment(5_000);
+    expect(actor.getSnapshot().matches({ active: { inference: 'degraded' } })).toBe(true);
+    expect(actor.getSnapshot().context.degradedReason).toBe('open-failed: timed out');
+    expect(outcomes).toEqual([{ inference_error: 'open failed: timed out' }]);
+    actor.stop();
+  });
+
+  it('drops a window that arrives while the session is not ready for one', async () => {
+    const inference = new FakeInference();
+    const { actor } = run(inference);
+    await waitFor(actor, (s) => s.matches({ active: { inference: 'idle' } }));
+    actor.send({ type: 'window.ready', chunk: chunk(0) });
+    await inference.until(() => inference.calls.length === 1);
+    actor.send({ type: 'window.ready', chunk: chunk(1) }); // one is already in flight
+    expect(inference.calls).toHaveLength(1);
+    expect(actor.getSnapshot().context.chunksDropped).toBe(1);
+    actor.stop();
+  });
+});
