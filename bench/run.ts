@@ -74,7 +74,7 @@ class ServerProcess {
 
   static async start(kind: ServerKind): Promise<ServerProcess> {
     const extra = process.env.BENCH_SERVER_ARGS?.split(' ').filter(Boolean) ?? [];
-    const child = forkPinned('servers.js', [kind], 1, ['--expose-gc', ...extra]);
+    const child = forkPinned('servers.js', [kind], 1, ['--expose-gc', '--disable-warning=ExperimentalWarning', ...extra]);
     const url = await nextMessage(child, (m) => (typeof m.ready === 'string' ? m.ready : undefined));
     return new ServerProcess(child, url);
   }

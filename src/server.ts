@@ -4,22 +4,36 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
 import { WebSocketServer, type WebSocket } from 'ws';
+import type { z } from 'zod';
 import { createActor, type Actor, type ActorOptions, type AnyActorLogic } from 'xstate';
 
 type Clock = NonNullable<ActorOptions<AnyActorLogic>['clock']>;
 import { noopInference, type InferencePort } from './adapters/inference.ts';
 import { createLogger, type Logger } from './adapters/logger.ts';
 import { serveVisionSocket, type VisionConnection } from './adapters/vision-socket.ts';
+import {
+  createCaptionSink,
+  storeCaptionWriter,
+  workerCaptionWriter,
+  type CaptionSink,
+} from './adapters/caption-sink.ts';
+import { openSqliteStore } from './adapters/sqlite-store.ts';
+import type { Store } from './adapters/store.ts';
 import { isAuthorized } from './auth.ts';
 import type { Config } from './config.ts';
 import { sessionActors, sessionMachine, type SessionVisionSettings } from './machines/session.ts';
 import { supervisorMachine } from './machines/supervisor.ts';
+import { biometricUploadSchema, captionUploadSchema, describeIssue } from './schemas/uploads.ts';
 
 export const VISION_PATH = '/vision/stream';
 
 export interface ServerDeps {
   config: Config;
   inference?: InferencePort;
+  /** The embedded store; by default SQLite at `DATABASE_PATH`, opened (and closed) by the server. */
+  store?: Store;
+  /** Where session captions go; by default the Worker when configured, else the store. */
+  captionSink?: CaptionSink;
   logger?: Logger;
   /** Replaces the session machine, e.g. with shorter delays in tests; its actors are still provided from `inference`. */
   session?: typeof sessionMachine;
@@ -30,6 +44,8 @@ export interface RunningServer {
   url: string;
   port: number;
   supervisor: Actor<typeof supervisorMachine>;
+  store: Store;
+  captionSink: CaptionSink;
   connections(): ReadonlyMap<string, VisionConnection>;
   /** Graceful stop (SPEC §4): stop accepting, close sessions with 1001, wait for them, within `deadlineMs`. */
   close(deadlineMs?: number): Promise<void>;
@@ -67,8 +83,30 @@ function requestUrl(req: IncomingMessage): URL {
   return new URL(req.url ?? '/', 'http://localhost');
 }
 
-/** The Express app: public `/health`, magic-word auth for the rest, JSON 404 and errors. */
-export function createApp(config: Config): express.Express {
+/** Upload bodies above this are refused with a 400 naming the body. */
+export const MAX_UPLOAD_BYTES = 256 * 1024;
+
+type UploadSchema = typeof biometricUploadSchema | typeof captionUploadSchema;
+
+function uploadRoute<S extends UploadSchema>(
+  schema: S,
+  insert: (body: z.output<S>) => Promise<{ storedAt: number }>,
+): RequestHandler {
+  return (req, res, next) => {
+    const parsed = schema.safeParse(req.body);
+    if (!parsed.success) {
+      res.status(400).json({ success: false, error: describeIssue(parsed.error) });
+      return;
+    }
+    insert(parsed.data as z.output<S>).then(
+      ({ storedAt }) => res.json({ success: true, windowId: parsed.data.windowId, storedAt }),
+      next,
+    );
+  };
+}
+
+/** The Express app: public `/health`, magic-word auth for the rest, uploads, JSON 404 and errors. */
+export function createApp(config: Config, store: Store, logger: Logger): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.get('/health', (_req, res) => {
@@ -79,11 +117,25 @@ export function createApp(config: Config): express.Express {
     res.status(403).json({ detail: 'forbidden' });
   };
   app.use(requireMagicWord);
+  // Any content type is read as JSON: wearables do not all send the header.
+  const json = express.json({ limit: MAX_UPLOAD_BYTES, type: () => true });
+  app.post('/biometrics/upload', json, uploadRoute(biometricUploadSchema, (b) => store.insertBiometricWindow(b)));
+  app.post('/captions/upload', json, uploadRoute(captionUploadSchema, (c) => store.insertCaptionWindow(c)));
   app.use((_req, res) => {
     res.status(404).json({ detail: 'not found' });
   });
-  const onError: ErrorRequestHandler = (error: { status?: number; type?: string }, _req, res, _next) => {
+  const onError: ErrorRequestHandler = (error: { status?: number; type?: string }, req, res, _next) => {
+    // Bad input is never a 500: unreadable or oversized upload bodies are 400s that say why.
+    if (error.type === 'entity.parse.failed') {
+      res.status(400).json({ success: false, error: 'body: invalid JSON' });
+      return;
+    }
+    if (error.type === 'entity.too.large') {
+      res.status(400).json({ success: false, error: `body: larger than ${MAX_UPLOAD_BYTES} bytes` });
+      return;
+    }
     const status = typeof error.status === 'number' && error.status >= 400 && error.status < 500 ? error.status : 500;
+    if (status === 500) logger.error({ err: String(error), path: req.path }, 'request failed');
     res.status(status).json({ detail: status === 500 ? 'internal error' : (error.type ?? 'bad request') });
   };
   app.use(onError);
@@ -104,8 +156,19 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     logger.warn({}, 'MAGIC_WORD is not set: every route is open to anyone who can reach this port');
   }
 
+  const store = deps.store ?? openSqliteStore({ path: config.databasePath });
+  const workerWriter =
+    config.workerBaseUrl && config.magicWord
+      ? workerCaptionWriter({ baseUrl: config.workerBaseUrl, magicWord: config.magicWord })
+      : undefined;
+  const captionSink =
+    deps.captionSink ?? createCaptionSink(workerWriter ?? storeCaptionWriter(store), { logger: logger.child({ component: 'captions' }) });
+  if (config.workerBaseUrl && !config.magicWord) {
+    logger.warn({}, 'WORKER_BASE_URL is set without MAGIC_WORD: captions stay in the embedded store');
+  }
+
   const vision = visionSettings(config);
-  const app = createApp(config);
+  const app = createApp(config, store, logger);
   const server: Server = createServer(app);
   const wss = new WebSocketServer({
     noServer: true,
@@ -128,6 +191,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
         supervisor,
         sessionId,
         vision,
+        captions: captionSink,
         logger: logger.child({ sessionId }),
       });
       sockets.set(sessionId, ws);
@@ -152,6 +216,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   let closing: Promise<void> | undefined;
   const close = (deadlineMs = 8_000): Promise<void> => {
     closing ??= (async () => {
+      const started = Date.now();
       accepting = false;
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       supervisor.send({ type: 'shutdown' });
@@ -171,6 +236,10 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       clearTimeout(cut);
       if (timedOut) logger.warn({ open: connections.size }, 'shutdown deadline passed with sessions still closing');
       supervisor.stop();
+      const unflushed = await captionSink.flush(Math.max(500, deadlineMs - (Date.now() - started)));
+      if (unflushed > 0) logger.error({ unflushed, ...captionSink.stats() }, 'captions not written before shutdown');
+      await workerWriter?.close();
+      if (!deps.store) store.close();
       server.closeAllConnections();
       await stopped;
       logger.info({}, 'stopped');
@@ -178,5 +247,5 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     return closing;
   };
 
-  return { url, port, supervisor, connections: () => connections, close };
+  return { url, port, supervisor, store, captionSink, connections: () => connections, close };
 }

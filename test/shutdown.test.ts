@@ -6,7 +6,7 @@ import { frame, GlassesClient } from './helpers/ws-client.ts';
 describe('graceful shutdown (SPEC §4)', () => {
   it.each(['SIGTERM', 'SIGINT'] as const)('on %s closes every session with 1001 and exits 0 within 10 s', async (signal) => {
     const child = spawn(process.execPath, ['src/main.ts'], {
-      env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent', VISION_CHUNK_SECONDS: '0.01' },
+      env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent', VISION_CHUNK_SECONDS: '0.01', DATABASE_PATH: ':memory:' },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

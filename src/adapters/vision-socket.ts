@@ -3,6 +3,7 @@ import type { RawData, WebSocket } from 'ws';
 import type { Actor } from 'xstate';
 import type { AckFields, SessionVisionSettings } from '../machines/session.ts';
 import { sessionSystemId, type SessionRef, type supervisorMachine } from '../machines/supervisor.ts';
+import type { CaptionSink } from './caption-sink.ts';
 import type { Logger } from './logger.ts';
 
 /**
@@ -30,6 +31,8 @@ export interface VisionSocketOptions {
   supervisor: Actor<typeof supervisorMachine>;
   sessionId: string;
   vision: SessionVisionSettings;
+  /** Receives every caption, keyed by its window id. */
+  captions: CaptionSink;
   logger: Logger;
 }
 
@@ -43,7 +46,8 @@ function ackWith(frame: number, bytes: number, fields: AckFields): string {
  * stream. The machine only hears about chunks, throttling and the close.
  */
 export function serveVisionSocket(ws: WebSocket, options: VisionSocketOptions): VisionConnection {
-  const { supervisor, sessionId, vision, logger } = options;
+  const { supervisor, sessionId, vision, captions, logger } = options;
+  const openedAt = Date.now();
   const frames = new Subject<Uint8Array>();
   supervisor.send({ type: 'session.open', input: { sessionId, frames, vision } });
   const session = supervisor.system.get(sessionSystemId(sessionId)) as SessionRef;
@@ -58,6 +62,17 @@ export function serveVisionSocket(ws: WebSocket, options: VisionSocketOptions): 
   });
 
   session.on('inference.outcome', ({ fields }) => {
+    if ('caption' in fields) {
+      captions.write({
+        windowId: fields.window_id,
+        timestamp: openedAt + Math.round(fields.chunk_start_s * 1000),
+        chunkStartS: fields.chunk_start_s,
+        chunkEndS: fields.chunk_end_s,
+        caption: fields.caption,
+        latencyMs: Math.round(fields.latency_ms),
+        ...(fields.tokens_generated === undefined ? {} : { tokensGenerated: fields.tokens_generated }),
+      });
+    }
     if (pending.length === MAX_PENDING_RESULTS) {
       pending.shift();
       logger.warn({ sessionId }, 'result dropped: client sent no frame to carry it');

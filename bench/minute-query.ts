@@ -1,0 +1,113 @@
+/**
+ * `npm run bench:store`: fills caption_windows and biometric_windows at a
+ * density of `--rows` a day (1,000,000 rows each is a simulated day) and times
+ * the intervention tick's query (windows created in the last 60 s, both tables)
+ * with and without the 0005 created_at indexes, as the history grows.
+ *
+ *   --rows N    rows per table at the largest size (default 1,000,000)
+ */
+import { mkdtempSync, rmSync, mkdirSync, copyFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { DatabaseSync } from 'node:sqlite';
+import { applyMigrations, defaultMigrationsDir, migrationFiles } from '../src/adapters/sqlite-store.ts';
+
+const args = process.argv.slice(2);
+const rowsArg = args.indexOf('--rows');
+const maxRows = rowsArg >= 0 ? Number(args[rowsArg + 1]) : 1_000_000;
+const sizes = [maxRows / 10, maxRows / 3, maxRows].map(Math.round);
+const DAY_MS = 24 * 60 * 60 * 1000;
+const now = Date.UTC(2026, 10, 25, 12, 0, 0);
+const log = (text: string) => process.stdout.write(`${text}\n`);
+
+const work = mkdtempSync(join(tmpdir(), 'foresight-minute-'));
+const withoutIndexes = join(work, 'migrations-0001-0004');
+mkdirSync(withoutIndexes);
+for (const name of migrationFiles(defaultMigrationsDir()).filter((n) => !n.startsWith('0005'))) {
+  copyFileSync(join(defaultMigrationsDir(), name), join(withoutIndexes, name));
+}
+
+/**
+ * Inserts `total` rows at the density of `maxRows` a day, ending at `now`, in one
+ * transaction: every size has the same last minute, only the history grows.
+ */
+function fill(db: DatabaseSync, total: number): void {
+  const caption = db.prepare(
+    'INSERT INTO caption_windows (window_id, timestamp, chunk_start_s, chunk_end_s, caption, latency_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+  );
+  const biometric = db.prepare(
+    'INSERT INTO biometric_windows (window_id, timestamp, duration_ms, quality_score, features, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+  );
+  db.exec('BEGIN');
+  for (let i = 0; i < total; i++) {
+    const createdAt = now - Math.floor(((total - i) * DAY_MS) / maxRows);
+    caption.run(`s-${i}`, createdAt, 0, 1, 'a person at a desk with a laptop', 420, createdAt);
+    biometric.run(`b-${i}`, createdAt, 60_000, 0.9, '{"hr":72}', createdAt);
+  }
+  db.exec('COMMIT');
+}
+
+const minuteQuery = (db: DatabaseSync) => {
+  const captions = db.prepare('SELECT * FROM caption_windows WHERE created_at >= ? ORDER BY created_at, id');
+  const biometrics = db.prepare('SELECT * FROM biometric_windows WHERE created_at >= ? ORDER BY created_at, id');
+  return () => {
+    const since = now - 60_000;
+    return captions.all(since).length + biometrics.all(since).length;
+  };
+};
+
+/** The same lookup without building result rows: what the index itself costs. */
+const minuteCount = (db: DatabaseSync) => {
+  const captions = db.prepare('SELECT count(*) AS n FROM caption_windows WHERE created_at >= ?');
+  const biometrics = db.prepare('SELECT count(*) AS n FROM biometric_windows WHERE created_at >= ?');
+  return () => {
+    const since = now - 60_000;
+    return Number((captions.get(since) as { n: number }).n) + Number((biometrics.get(since) as { n: number }).n);
+  };
+};
+
+function medianMs(run: () => number, iterations: number): { ms: number; rows: number } {
+  const times: number[] = [];
+  let rows = 0;
+  for (let i = 0; i < iterations; i++) {
+    const t0 = performance.now();
+    rows = run();
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return { ms: times[Math.floor(times.length / 2)]!, rows };
+}
+
+const indexed = new DatabaseSync(join(work, 'indexed.db'));
+const plain = new DatabaseSync(join(work, 'plain.db'));
+applyMigrations(indexed, defaultMigrationsDir());
+applyMigrations(plain, withoutIndexes);
+
+log('rows per table | indexed: rows read (median) | indexed: count only | without 0005: rows read | without 0005: count only | rows in the minute');
+log('---:|---:|---:|---:|---:|---:');
+let filled = 0;
+for (const size of sizes) {
+  for (const db of [indexed, plain]) {
+    db.exec('DELETE FROM caption_windows; DELETE FROM biometric_windows;');
+    fill(db, size);
+  }
+  filled = size;
+  const a = medianMs(minuteQuery(indexed), 50);
+  const ac = medianMs(minuteCount(indexed), 50);
+  const b = medianMs(minuteQuery(plain), 10);
+  const bc = medianMs(minuteCount(plain), 10);
+  const ms = (m: { ms: number }) => `${m.ms.toFixed(3)} ms`;
+  log(`${size.toLocaleString('en-US')} | ${ms(a)} | ${ms(ac)} | ${ms(b)} | ${ms(bc)} | ${a.rows}`);
+}
+
+const plan = (db: DatabaseSync) =>
+  (db.prepare('EXPLAIN QUERY PLAN SELECT * FROM caption_windows WHERE created_at >= ? ORDER BY created_at, id').all(now - 60_000) as Array<{ detail: string }>)
+    .map((r) => r.detail)
+    .join('; ');
+log('');
+log(`EXPLAIN QUERY PLAN (${filled.toLocaleString('en-US')} rows), indexed: ${plan(indexed)}`);
+log(`EXPLAIN QUERY PLAN (${filled.toLocaleString('en-US')} rows), without 0005: ${plan(plain)}`);
+indexed.close();
+plain.close();
+rmSync(work, { recursive: true, force: true });

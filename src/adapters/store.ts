@@ -1,0 +1,65 @@
+import type { BiometricUpload, CaptionUpload } from '../schemas/uploads.ts';
+
+/**
+ * The storage role (SPEC §9): the embedded SQLite store and the Worker's D1
+ * store both implement it, so this file holds types only.
+ */
+
+export interface BiometricWindowRow {
+  id: number;
+  windowId: string;
+  timestamp: number;
+  durationMs: number;
+  qualityScore: number | null;
+  riskPrediction: unknown;
+  features: Record<string, unknown>;
+  createdAt: number;
+}
+
+export interface CaptionWindowRow {
+  id: number;
+  windowId: string;
+  timestamp: number;
+  chunkStartS: number;
+  chunkEndS: number;
+  caption: string;
+  latencyMs: number | null;
+  tokensGenerated: number | null;
+  createdAt: number;
+}
+
+export interface NewIntervention {
+  decision: 'yes' | 'no';
+  reasoning: string;
+  nudge: string | null;
+  biometricIds: number[];
+  captionIds: number[];
+  model: string;
+  promptTokens: number | null;
+  completionTokens: number | null;
+  totalTokens: number | null;
+  pokeMessage: string | null;
+  pokeSentAt: number | null;
+}
+
+export interface InterventionRow extends NewIntervention {
+  id: number;
+  createdAt: number;
+}
+
+/** `inserted` is false when the window id was stored before (INSERT OR IGNORE). */
+export interface InsertResult {
+  inserted: boolean;
+  storedAt: number;
+}
+
+export interface Store {
+  insertBiometricWindow(window: BiometricUpload): Promise<InsertResult>;
+  insertCaptionWindow(caption: CaptionUpload): Promise<InsertResult>;
+  /** Windows created at or after `sinceMs` (epoch ms), oldest first. */
+  windowsSince(sinceMs: number): Promise<{ biometrics: BiometricWindowRow[]; captions: CaptionWindowRow[] }>;
+  insertIntervention(intervention: NewIntervention): Promise<number>;
+  /** Interventions created at or after `sinceMs`, newest first, at most `limit`. */
+  interventionsSince(sinceMs: number, limit?: number): Promise<InterventionRow[]>;
+  close(): void;
+}

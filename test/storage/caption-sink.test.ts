@@ -1,0 +1,174 @@
+import type { ServerResponse } from 'node:http';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createCaptionSink, type CaptionWriter } from '../../src/adapters/caption-sink.ts';
+import type { Logger } from '../../src/adapters/logger.ts';
+import { openSqliteStore } from '../../src/adapters/sqlite-store.ts';
+import { err, ok } from '../../src/result.ts';
+import { startServer, type RunningServer } from '../../src/server.ts';
+import { FakeInference } from '../fakes/inference.ts';
+import { FakeWorker } from '../fakes/worker.ts';
+import { testConfig } from '../helpers/config.ts';
+import { frame, GlassesClient } from '../helpers/ws-client.ts';
+
+const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => quiet };
+const caption = (n: number) => ({ windowId: `w-${n}`, timestamp: n, chunkStartS: 0, chunkEndS: 1, caption: `c${n}` });
+
+let server: RunningServer | undefined;
+let worker: FakeWorker | undefined;
+const clients: GlassesClient[] = [];
+const closers: Array<() => void> = [];
+afterEach(async () => {
+  for (const c of clients.splice(0)) if (c.closeCode === undefined) await c.close();
+  await server?.close();
+  for (const close of closers.splice(0)) close();
+  await worker?.stop();
+  server = undefined;
+  worker = undefined;
+});
+
+/** Streams small frames until an ack carries a caption; returns it. */
+async function streamUntilCaption(client: GlassesClient) {
+  for (let i = 0; i < 1_000; i++) {
+    const found = client.acks.find((a) => a.caption !== undefined);
+    if (found) return found;
+    const before = client.acks.length;
+    client.send(frame(16));
+    await client.untilAcks(before + 1);
+  }
+  throw new Error('no caption');
+}
+
+describe('caption sink (SPEC §4, §10)', () => {
+  it("writes a session's captions to SQLite with their window ids, chunk times and latency", async () => {
+    const store = openSqliteStore({ path: ':memory:' });
+    closers.push(() => store.close());
+    server = await startServer({
+      config: testConfig({ VISION_CHUNK_SECONDS: '0.001' }),
+      store,
+      inference: new FakeInference({ auto: () => undefined }),
+    });
+    const client = await GlassesClient.connect(server.url);
+    clients.push(client);
+    const ack = await streamUntilCaption(client);
+    await vi.waitFor(async () => expect((await store.windowsSince(0)).captions.length).toBeGreaterThan(0));
+    const [row] = (await store.windowsSince(0)).captions;
+    expect(row).toMatchObject({
+      windowId: ack.window_id,
+      chunkStartS: ack.chunk_start_s,
+      chunkEndS: ack.chunk_end_s,
+      caption: ack.caption,
+      latencyMs: 12,
+      tokensGenerated: 7,
+    });
+    expect(row!.windowId).toMatch(/^[0-9a-f-]{36}-0$/);
+  });
+
+  it('posts captions to the Worker with the magic word, retrying after a 503', async () => {
+    worker = new FakeWorker();
+    let answers = 0;
+    worker.respond = (_req, res: ServerResponse) => {
+      answers += 1;
+      res.writeHead(answers === 1 ? 503 : 200, { 'content-type': 'application/json' }).end('{}');
+    };
+    const base = await worker.start();
+    server = await startServer({
+      config: testConfig({ VISION_CHUNK_SECONDS: '0.001', WORKER_BASE_URL: base, MAGIC_WORD: 'sesame' }),
+      inference: new FakeInference({ auto: () => undefined }),
+    });
+    const client = await GlassesClient.connect(server.url, { headers: { 'x-magic-word': 'sesame' } });
+    clients.push(client);
+    const ack = await streamUntilCaption(client);
+    await worker.until(() => worker!.received.filter((r) => (r.body as { windowId: string }).windowId === ack.window_id).length === 2);
+    const [first, second] = worker.received.filter((r) => (r.body as { windowId: string }).windowId === ack.window_id);
+    expect(first).toEqual(second);
+    expect(first).toMatchObject({
+      method: 'POST',
+      path: '/captions/upload',
+      headers: { 'x-magic-word': 'sesame', 'content-type': 'application/json' },
+      body: {
+        windowId: ack.window_id,
+        chunkStartS: ack.chunk_start_s,
+        chunkEndS: ack.chunk_end_s,
+        caption: ack.caption,
+        latencyMs: 12,
+        tokensGenerated: 7,
+      },
+    });
+    expect(server.captionSink.stats()).toMatchObject({ retried: 1 });
+  });
+
+  it('flushes pending writes when the server stops', async () => {
+    worker = new FakeWorker();
+    const held: ServerResponse[] = [];
+    worker.respond = (_req, res) => held.push(res);
+    const base = await worker.start();
+    server = await startServer({
+      config: testConfig({ WORKER_BASE_URL: base, MAGIC_WORD: 'sesame' }),
+    });
+    server.captionSink.write(caption(1));
+    await worker.until(() => worker!.received.length === 1);
+    let stopped = false;
+    const closing = server.close().then(() => (stopped = true));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(stopped).toBe(false); // waiting for the write in flight
+    held[0]!.writeHead(200).end('{}');
+    await closing;
+    expect(server.captionSink.stats()).toMatchObject({ written: 1, pending: 0 });
+    server = undefined;
+  });
+
+  it('never slows acks when the Worker does not answer', async () => {
+    worker = new FakeWorker();
+    worker.respond = () => undefined; // hangs every request
+    const base = await worker.start();
+    server = await startServer({
+      config: testConfig({ VISION_CHUNK_SECONDS: '0.001', WORKER_BASE_URL: base, MAGIC_WORD: 'sesame' }),
+      inference: new FakeInference({ auto: () => undefined }),
+    });
+    const client = await GlassesClient.connect(server.url, { headers: { 'x-magic-word': 'sesame' } });
+    clients.push(client);
+    await streamUntilCaption(client);
+    await worker.until(() => worker!.received.length > 0);
+    for (let i = 0; i < 200; i++) client.send(frame(64));
+    await client.untilAcks(client.acks.length + 200);
+    expect(server.captionSink.stats().written).toBe(0);
+    // The sink keeps its writes; a bounded shutdown gives up on them and says so.
+    await client.close();
+    await server.close(1_000);
+    server = undefined;
+  });
+});
+
+describe('createCaptionSink', () => {
+  it('refuses writes past the queue bound and counts them', async () => {
+    const never: CaptionWriter = () => new Promise(() => undefined);
+    const sink = createCaptionSink(never, { logger: quiet, maxQueue: 3, concurrency: 1 });
+    for (let i = 0; i < 5; i++) sink.write(caption(i));
+    expect(sink.stats()).toMatchObject({ pending: 3, dropped: 2 });
+    expect(await sink.flush(10)).toBe(3);
+  });
+
+  it('does not retry a failure marked final, and gives up after maxAttempts', async () => {
+    const calls: string[] = [];
+    const writer: CaptionWriter = async (c) => {
+      calls.push(c.windowId);
+      return err({ retryable: c.windowId === 'w-1', message: 'nope' });
+    };
+    const sink = createCaptionSink(writer, { logger: quiet, maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 1 });
+    sink.write(caption(0));
+    sink.write(caption(1));
+    await vi.waitFor(() => expect(sink.stats()).toMatchObject({ failed: 2, pending: 0 }));
+    expect(calls.filter((w) => w === 'w-0')).toHaveLength(1);
+    expect(calls.filter((w) => w === 'w-1')).toHaveLength(3);
+  });
+
+  it('retries at once on flush instead of waiting out the backoff', async () => {
+    let calls = 0;
+    const writer: CaptionWriter = async () => (++calls === 1 ? err({ retryable: true, message: 'busy' }) : ok(undefined));
+    const sink = createCaptionSink(writer, { logger: quiet, baseDelayMs: 60_000, maxDelayMs: 60_000 });
+    sink.write(caption(0));
+    await vi.waitFor(() => expect(sink.stats().retried).toBe(1));
+    expect(await sink.flush(1_000)).toBe(0);
+    expect(sink.stats()).toMatchObject({ written: 1, pending: 0 });
+  });
+});
