@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { DatabaseSync } from 'node:sqlite';
-import { applyMigrations, defaultMigrationsDir, migrationFiles } from '../src/adapters/sqlite-store.ts';
+import { defaultMigrationsDir, migrationFiles, openSqliteStore } from '../src/adapters/sqlite-store.ts';
+import type { Store } from '../src/adapters/store.ts';
 
 const args = process.argv.slice(2);
 const rowsArg = args.indexOf('--rows');
@@ -48,43 +49,40 @@ function fill(db: DatabaseSync, total: number): void {
   db.exec('COMMIT');
 }
 
-const minuteQuery = (db: DatabaseSync) => {
-  const captions = db.prepare('SELECT * FROM caption_windows WHERE created_at >= ? ORDER BY created_at, id');
-  const biometrics = db.prepare('SELECT * FROM biometric_windows WHERE created_at >= ? ORDER BY created_at, id');
-  return () => {
-    const since = now - 60_000;
-    return captions.all(since).length + biometrics.all(since).length;
-  };
+/** The tick's read through the store port: both tables' rows as domain objects. */
+const minuteQuery = (store: Store) => async () => {
+  const { biometrics, captions } = await store.windowsSince(now - 60_000);
+  return biometrics.length + captions.length;
 };
 
 /** The same lookup without building result rows: what the index itself costs. */
 const minuteCount = (db: DatabaseSync) => {
   const captions = db.prepare('SELECT count(*) AS n FROM caption_windows WHERE created_at >= ?');
   const biometrics = db.prepare('SELECT count(*) AS n FROM biometric_windows WHERE created_at >= ?');
-  return () => {
+  return async () => {
     const since = now - 60_000;
     return Number((captions.get(since) as { n: number }).n) + Number((biometrics.get(since) as { n: number }).n);
   };
 };
 
-function medianMs(run: () => number, iterations: number): { ms: number; rows: number } {
+async function medianMs(run: () => Promise<number>, iterations: number): Promise<{ ms: number; rows: number }> {
   const times: number[] = [];
   let rows = 0;
   for (let i = 0; i < iterations; i++) {
     const t0 = performance.now();
-    rows = run();
+    rows = await run();
     times.push(performance.now() - t0);
   }
   times.sort((a, b) => a - b);
   return { ms: times[Math.floor(times.length / 2)]!, rows };
 }
 
-const indexed = new DatabaseSync(join(work, 'indexed.db'));
-const plain = new DatabaseSync(join(work, 'plain.db'));
-applyMigrations(indexed, defaultMigrationsDir());
-applyMigrations(plain, withoutIndexes);
+const indexedStore = openSqliteStore({ path: join(work, 'indexed.db') });
+const plainStore = openSqliteStore({ path: join(work, 'plain.db'), migrationsDir: withoutIndexes });
+const indexed = indexedStore.db;
+const plain = plainStore.db;
 
-log('rows per table | indexed: rows read (median) | indexed: count only | without 0005: rows read | without 0005: count only | rows in the minute');
+log('rows per table | indexed: tick read (median) | indexed: count only | without 0005: tick read | without 0005: count only | rows in the minute');
 log('---:|---:|---:|---:|---:|---:');
 let filled = 0;
 for (const size of sizes) {
@@ -93,10 +91,10 @@ for (const size of sizes) {
     fill(db, size);
   }
   filled = size;
-  const a = medianMs(minuteQuery(indexed), 50);
-  const ac = medianMs(minuteCount(indexed), 50);
-  const b = medianMs(minuteQuery(plain), 10);
-  const bc = medianMs(minuteCount(plain), 10);
+  const a = await medianMs(minuteQuery(indexedStore), 50);
+  const ac = await medianMs(minuteCount(indexed), 50);
+  const b = await medianMs(minuteQuery(plainStore), 10);
+  const bc = await medianMs(minuteCount(plain), 10);
   const ms = (m: { ms: number }) => `${m.ms.toFixed(3)} ms`;
   log(`${size.toLocaleString('en-US')} | ${ms(a)} | ${ms(ac)} | ${ms(b)} | ${ms(bc)} | ${a.rows}`);
 }
@@ -108,6 +106,6 @@ const plan = (db: DatabaseSync) =>
 log('');
 log(`EXPLAIN QUERY PLAN (${filled.toLocaleString('en-US')} rows), indexed: ${plan(indexed)}`);
 log(`EXPLAIN QUERY PLAN (${filled.toLocaleString('en-US')} rows), without 0005: ${plan(plain)}`);
-indexed.close();
-plain.close();
+indexedStore.close();
+plainStore.close();
 rmSync(work, { recursive: true, force: true });
