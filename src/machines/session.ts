@@ -1,5 +1,5 @@
 import { Observable } from 'rxjs';
-import { assign, emit, fromEventObservable, fromPromise, raise, setup } from 'xstate';
+import { assign, emit, fromCallback, fromEventObservable, fromPromise, raise, sendTo, setup } from 'xstate';
 import {
   InferenceFailure,
   type Caption,
@@ -62,6 +62,8 @@ export type SessionEvent =
   | { type: 'socket.throttled' }
   | { type: 'socket.drained' }
   | { type: 'connection.closed' }
+  | { type: 'inference.done'; caption: Caption }
+  | { type: 'inference.failed'; message: string }
   /** Internal: the chunk in flight failed or timed out. */
   | { type: 'chunk.failed'; message: string };
 
@@ -89,12 +91,41 @@ export const openInferenceActor = (port: InferencePort) =>
     return opened.value;
   });
 
-/** Runs one chunk through the session's model; the signal aborts when the state is left (disconnect, timeout). */
-export const inferWindowActor = () =>
-  fromPromise<Caption, { inference: InferenceSession; chunk: FrameChunk }>(async ({ input, signal }) => {
-    const result = await input.inference.infer(input.chunk, signal);
-    if (!result.ok) throw new InferenceFailure(result.error);
-    return result.value;
+export type InferCommand = { type: 'infer'; inference: InferenceSession; chunk: FrameChunk } | { type: 'cancel' };
+
+/**
+ * Runs the session's chunks through its model, one at a time, for the whole
+ * session. One long-lived actor instead of one per chunk: a chunk then costs
+ * two events, not an actor's creation and teardown. `cancel` (sent when the
+ * machine leaves `inferring`, on a timeout say) and stopping abort the chunk
+ * in flight; a late answer to an aborted chunk is dropped.
+ */
+export const inferChunksActor = () =>
+  fromCallback<InferCommand>(({ sendBack, receive }) => {
+    let current: AbortController | null = null;
+    const settle = (controller: AbortController, report: SessionEvent) => {
+      if (current !== controller) return;
+      current = null;
+      sendBack(report);
+    };
+    receive((command) => {
+      current?.abort();
+      current = null;
+      if (command.type !== 'infer') return;
+      const controller = new AbortController();
+      current = controller;
+      command.inference.infer(command.chunk, controller.signal).then(
+        (result) =>
+          settle(
+            controller,
+            result.ok
+              ? { type: 'inference.done', caption: result.value }
+              : { type: 'inference.failed', message: result.error.message },
+          ),
+        () => settle(controller, { type: 'inference.failed', message: 'inference failed' }),
+      );
+    });
+    return () => current?.abort();
   });
 
 export const closeInferenceActor = () =>
@@ -127,7 +158,7 @@ export const windowFramesActor = () =>
 /** Builds the actors the session needs from an inference port; pass to `.provide({ actors })`. */
 export const sessionActors = (port: InferencePort) => ({
   openInference: openInferenceActor(port),
-  inferWindow: inferWindowActor(),
+  inferChunks: inferChunksActor(),
   closeInference: closeInferenceActor(),
 });
 
@@ -161,7 +192,7 @@ export const sessionMachine = setup({
   },
   actors: {
     openInference: fromPromise<InferenceSession, { sessionId: string; prompt: string }>(notProvided('openInference')),
-    inferWindow: fromPromise<Caption, { inference: InferenceSession; chunk: FrameChunk }>(notProvided('inferWindow')),
+    inferChunks: fromCallback<InferCommand>(notProvided('inferChunks')),
     closeInference: fromPromise<void, { inference: InferenceSession | null }>(notProvided('closeInference')),
     windowFrames: windowFramesActor(),
   },
@@ -241,7 +272,9 @@ export const sessionMachine = setup({
   states: {
     active: {
       type: 'parallel',
-      invoke: {
+      invoke: [
+        { id: 'inferChunks', src: 'inferChunks' },
+        {
         src: 'windowFrames',
         input: ({ context, self }) => ({
           frames: context.frames,
@@ -249,7 +282,8 @@ export const sessionMachine = setup({
           windowIdPrefix: context.sessionId,
           vision: context.vision,
         }),
-      },
+        },
+      ],
       on: { 'connection.closed': 'closing' },
       states: {
         acking: {
@@ -319,35 +353,34 @@ export const sessionMachine = setup({
               on: {
                 'window.ready': {
                   target: 'inferring',
-                  actions: { type: 'startChunk', params: ({ event }) => ({ chunk: event.chunk }) },
+                  actions: [
+                    { type: 'startChunk', params: ({ event }) => ({ chunk: event.chunk }) },
+                    sendTo('inferChunks', ({ context, event }) => {
+                      if (context.inference === null) throw new Error('idle without an inference session');
+                      return { type: 'infer', inference: context.inference, chunk: event.chunk } as const;
+                    }),
+                  ],
                 },
               },
             },
             inferring: {
-              invoke: {
-                src: 'inferWindow',
-                input: ({ context, event }) => {
-                  if (event.type !== 'window.ready' || context.inference === null) {
-                    throw new Error('inferring entered without a chunk and an inference session');
-                  }
-                  return { inference: context.inference, chunk: event.chunk };
-                },
-                onDone: {
-                  target: 'idle',
-                  actions: [
-                    'resetFailures',
-                    'countCaption',
-                    { type: 'emitCaption', params: ({ event }) => ({ caption: event.output }) },
-                    'endChunk',
-                  ],
-                },
-                // A failure and a timeout end the chunk the same way: raised as one internal event.
-                onError: { actions: { type: 'failChunk', params: ({ event }) => errorParams(event) } },
-              },
+              // Whatever ends the chunk (an answer, a timeout, a disconnect) stops the work on it.
+              exit: sendTo('inferChunks', { type: 'cancel' }),
               after: {
                 inferenceTimeout: { actions: { type: 'failChunk', params: { message: 'inference timed out' } } },
               },
               on: {
+                'inference.done': {
+                  target: 'idle',
+                  actions: [
+                    'resetFailures',
+                    'countCaption',
+                    { type: 'emitCaption', params: ({ event }) => ({ caption: event.caption }) },
+                    'endChunk',
+                  ],
+                },
+                // A failure and a timeout end the chunk the same way: raised as one internal event.
+                'inference.failed': { actions: { type: 'failChunk', params: ({ event }) => ({ message: event.message }) } },
                 'chunk.failed': [
                   {
                     guard: 'circuitOpen',
@@ -401,7 +434,3 @@ export const sessionMachine = setup({
     closed: { type: 'final' },
   },
 });
-
-function errorParams(event: { error: unknown }): { message: string } {
-  return { message: failureMessage(event.error) };
-}
