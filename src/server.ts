@@ -17,12 +17,15 @@ import {
   workerCaptionWriter,
   type CaptionSink,
 } from './adapters/caption-sink.ts';
+import { createPokeClient, type PokeClient } from './adapters/poke.ts';
 import { openSqliteStore } from './adapters/sqlite-store.ts';
 import type { Store } from './adapters/store.ts';
 import { isAuthorized } from './auth.ts';
 import type { Config } from './config.ts';
 import { sessionActors, sessionMachine, type SessionVisionSettings } from './machines/session.ts';
-import { supervisorMachine } from './machines/supervisor.ts';
+import { pokeSenderWith, type PokeSenderInput } from './machines/poke.ts';
+import { sessionSystemId, supervisorMachine, type SessionRef } from './machines/supervisor.ts';
+import { pokeRequests, pokeRoute, type PokeRequests } from './routes/poke.ts';
 import { biometricUploadSchema, captionUploadSchema, describeIssue } from './schemas/uploads.ts';
 
 export const VISION_PATH = '/vision/stream';
@@ -34,6 +37,10 @@ export interface ServerDeps {
   store?: Store;
   /** Where session captions go; by default the Worker when configured, else the store. */
   captionSink?: CaptionSink;
+  /** The Poke HTTP client; by default undici against `POKE_API_URL`. */
+  pokeClient?: PokeClient;
+  /** Queue, concurrency and retry settings of the Poke sender. */
+  poke?: PokeSenderInput;
   logger?: Logger;
   /** Replaces the session machine, e.g. with shorter delays in tests; its actors are still provided from `inference`. */
   session?: typeof sessionMachine;
@@ -47,6 +54,8 @@ export interface RunningServer {
   store: Store;
   captionSink: CaptionSink;
   connections(): ReadonlyMap<string, VisionConnection>;
+  /** The live session actor of a connection, if any. */
+  session(sessionId: string): SessionRef | undefined;
   /** Graceful stop (SPEC §4): stop accepting, close sessions with 1001, wait for them, within `deadlineMs`. */
   close(deadlineMs?: number): Promise<void>;
 }
@@ -106,7 +115,7 @@ function uploadRoute<S extends UploadSchema>(
 }
 
 /** The Express app: public `/health`, magic-word auth for the rest, uploads, JSON 404 and errors. */
-export function createApp(config: Config, store: Store, logger: Logger): express.Express {
+export function createApp(config: Config, store: Store, logger: Logger, pokes: PokeRequests): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.get('/health', (_req, res) => {
@@ -121,6 +130,7 @@ export function createApp(config: Config, store: Store, logger: Logger): express
   const json = express.json({ limit: MAX_UPLOAD_BYTES, type: () => true });
   app.post('/biometrics/upload', json, uploadRoute(biometricUploadSchema, (b) => store.insertBiometricWindow(b)));
   app.post('/captions/upload', json, uploadRoute(captionUploadSchema, (c) => store.insertCaptionWindow(c)));
+  app.post('/poke/send', ...pokeRoute(config, pokes));
   app.use((_req, res) => {
     res.status(404).json({ detail: 'not found' });
   });
@@ -148,9 +158,12 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   const logger = deps.logger ?? createLogger(config.logLevel);
   const inference = deps.inference ?? noopInference;
   const session = (deps.session ?? sessionMachine).provide({ actors: sessionActors(inference) });
-  const supervisor = createActor(supervisorMachine.provide({ actors: { session } }), {
+  const pokeClient = deps.pokeClient ?? createPokeClient({ url: config.poke.url });
+  const supervisor = createActor(supervisorMachine.provide({ actors: { session, pokeSender: pokeSenderWith(pokeClient) } }), {
+    input: { poke: deps.poke ?? {} },
     ...(deps.clock ? { clock: deps.clock } : {}),
   }).start();
+  const pokes = pokeRequests(supervisor);
 
   if (config.magicWord === undefined) {
     logger.warn({}, 'MAGIC_WORD is not set: every route is open to anyone who can reach this port');
@@ -168,7 +181,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   }
 
   const vision = visionSettings(config);
-  const app = createApp(config, store, logger);
+  const app = createApp(config, store, logger, pokes);
   const server: Server = createServer(app);
   const wss = new WebSocketServer({
     noServer: true,
@@ -239,6 +252,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       const unflushed = await captionSink.flush(Math.max(500, deadlineMs - (Date.now() - started)));
       if (unflushed > 0) logger.error({ unflushed, ...captionSink.stats() }, 'captions not written before shutdown');
       await workerWriter?.close();
+      if (!deps.pokeClient) await pokeClient.close();
       if (!deps.store) store.close();
       server.closeAllConnections();
       await stopped;
@@ -247,5 +261,6 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     return closing;
   };
 
-  return { url, port, supervisor, store, captionSink, connections: () => connections, close };
+  const sessionRef = (sessionId: string) => supervisor.system.get(sessionSystemId(sessionId)) as SessionRef | undefined;
+  return { url, port, supervisor, store, captionSink, connections: () => connections, session: sessionRef, close };
 }

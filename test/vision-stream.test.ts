@@ -111,7 +111,7 @@ describe('inference results ride on acks (SPEC §4)', () => {
     expect(call.chunk.frames).toHaveLength(1);
     call.resolve(ok({ caption: 'a desk with a laptop', chunkStartS: 0.1, chunkEndS: 0.2, latencyMs: 321, tokensGenerated: 9 }));
     // The result waits for the next frame's ack.
-    await expect.poll(() => server!.supervisor.getSnapshot().children[call.sessionId]?.getSnapshot().context.captions).toBe(1);
+    await expect.poll(() => server!.session(call.sessionId)?.getSnapshot().context.captions).toBe(1);
     client.send(frame(60));
     await client.untilAcks(2);
     expect(client.acks[0]).toEqual({ frame: 1, bytes: 50 });
@@ -202,7 +202,7 @@ describe('inference results ride on acks (SPEC §4)', () => {
     expect(call.signal.aborted).toBe(true);
     expect(inference.closed).toEqual([call.sessionId]);
     await expect.poll(() => server!.connections().size).toBe(0);
-    expect(Object.keys(server!.supervisor.getSnapshot().children)).toEqual([]);
+    expect(Object.keys(server!.supervisor.getSnapshot().children)).toEqual(['pokeSender']);
   });
 
   it('runs without credentials as a degraded no-op that only acks', async () => {
@@ -212,7 +212,7 @@ describe('inference results ride on acks (SPEC §4)', () => {
     await client.untilAcks(20);
     expect(client.messages.every((m) => Object.keys(m).length === 2)).toBe(true);
     const [sessionId] = server!.connections().keys();
-    const session = server!.supervisor.getSnapshot().children[sessionId!]!;
+    const session = server!.session(sessionId!)!;
     const snapshot = session.getSnapshot() as { context: { degradedReason: string | null } };
     expect(snapshot.context.degradedReason).toBe('no-credentials');
   });
@@ -236,7 +236,7 @@ describe('slow clients and shutdown', () => {
     await start();
     const client = await connect();
     const [sessionId] = server!.connections().keys();
-    const session = server!.supervisor.getSnapshot().children[sessionId!]!;
+    const session = server!.session(sessionId!)!;
     const throttled = () => session.getSnapshot().matches({ active: { acking: 'throttled' } });
     client.ws.pause(); // the client stops reading its socket
     const connection = server!.connections().get(sessionId!)!;

@@ -1,10 +1,25 @@
 import { assign, enqueueActions, setup, stopChild, type ActorRefFrom, type DoneActorEvent } from 'xstate';
+import { pokeSenderMachine, type PokeSenderInput } from './poke.ts';
 import { sessionMachine, type SessionInput } from './session.ts';
+
+export interface SupervisorInput {
+  poke?: PokeSenderInput;
+  /** Restarts of a permanent child before the supervisor gives up on it (stays `failed`). */
+  maxRestarts?: number;
+}
 
 export interface SupervisorContext {
   sessionsOpened: number;
   sessionsClosed: number;
+  poke: PokeSenderInput;
+  maxRestarts: number;
+  pokeRestarts: number;
 }
+
+export type PokeSenderRef = ActorRefFrom<typeof pokeSenderMachine>;
+
+/** The system id of the Poke sender: `system.get(POKE_SENDER)`. */
+export const POKE_SENDER = 'pokeSender';
 
 export type SupervisorEvent =
   | { type: 'session.open'; input: SessionInput }
@@ -22,8 +37,8 @@ export const sessionSystemId = (sessionId: string): string => `session:${session
  * OTP terms: spawned per connection, never restarted, stopped when they finish.
  */
 export const supervisorMachine = setup({
-  types: {} as { context: SupervisorContext; events: SupervisorEvent },
-  actors: { session: sessionMachine },
+  types: {} as { input: SupervisorInput; context: SupervisorContext; events: SupervisorEvent },
+  actors: { session: sessionMachine, pokeSender: pokeSenderMachine },
   actions: {
     spawnSession: assign({
       sessionsOpened: ({ context, spawn }, params: { input: SessionInput }) => {
@@ -42,10 +57,21 @@ export const supervisorMachine = setup({
     }),
     reapSession: stopChild((_, params: { actorId: string }) => params.actorId),
     countClosed: assign({ sessionsClosed: ({ context }) => context.sessionsClosed + 1 }),
+    countPokeRestart: assign({ pokeRestarts: ({ context }) => context.pokeRestarts + 1 }),
   },
+  guards: {
+    pokeRestartsLeft: ({ context }) => context.pokeRestarts < context.maxRestarts,
+  },
+  delays: { restartBackoff: 1_000 },
 }).createMachine({
   id: 'supervisor',
-  context: { sessionsOpened: 0, sessionsClosed: 0 },
+  context: ({ input }) => ({
+    sessionsOpened: 0,
+    sessionsClosed: 0,
+    poke: input?.poke ?? {},
+    maxRestarts: input?.maxRestarts ?? 5,
+    pokeRestarts: 0,
+  }),
   on: {
     'session.close': {
       actions: { type: 'closeSession', params: ({ event }) => ({ sessionId: event.sessionId }) },
@@ -55,17 +81,39 @@ export const supervisorMachine = setup({
       actions: [{ type: 'reapSession', params: ({ event }) => ({ actorId: event.actorId }) }, 'countClosed'],
     },
   },
-  initial: 'running',
+  type: 'parallel',
   states: {
-    running: {
-      on: {
-        'session.open': {
-          actions: { type: 'spawnSession', params: ({ event }) => ({ input: event.input }) },
+    sessions: {
+      initial: 'running',
+      states: {
+        running: {
+          on: {
+            'session.open': {
+              actions: { type: 'spawnSession', params: ({ event }) => ({ input: event.input }) },
+            },
+            shutdown: 'stopping',
+          },
         },
-        shutdown: 'stopping',
+        // No new sessions; open ones finish their closing and are reaped.
+        stopping: {},
       },
     },
-    // No new sessions; open ones finish their closing and are reaped.
-    stopping: {},
+    // The Poke sender is `permanent`: restarted after a crash, within a budget.
+    poke: {
+      initial: 'running',
+      states: {
+        running: {
+          invoke: {
+            id: POKE_SENDER,
+            systemId: POKE_SENDER,
+            src: 'pokeSender',
+            input: ({ context }) => context.poke,
+            onError: [{ guard: 'pokeRestartsLeft', target: 'restarting', actions: 'countPokeRestart' }, { target: 'failed' }],
+          },
+        },
+        restarting: { after: { restartBackoff: 'running' } },
+        failed: {},
+      },
+    },
   },
 });

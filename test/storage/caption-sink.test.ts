@@ -6,7 +6,7 @@ import { openSqliteStore } from '../../src/adapters/sqlite-store.ts';
 import { err, ok } from '../../src/result.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
 import { FakeInference } from '../fakes/inference.ts';
-import { FakeWorker } from '../fakes/worker.ts';
+import { FakeHttpServer } from '../fakes/http-server.ts';
 import { testConfig } from '../helpers/config.ts';
 import { frame, GlassesClient } from '../helpers/ws-client.ts';
 
@@ -14,7 +14,7 @@ const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () 
 const caption = (n: number) => ({ windowId: `w-${n}`, timestamp: n, chunkStartS: 0, chunkEndS: 1, caption: `c${n}` });
 
 let server: RunningServer | undefined;
-let worker: FakeWorker | undefined;
+let worker: FakeHttpServer | undefined;
 const clients: GlassesClient[] = [];
 const closers: Array<() => void> = [];
 afterEach(async () => {
@@ -64,7 +64,7 @@ describe('caption sink (SPEC §4, §10)', () => {
   });
 
   it('posts captions to the Worker with the magic word, retrying after a 503', async () => {
-    worker = new FakeWorker();
+    worker = new FakeHttpServer();
     let answers = 0;
     worker.respond = (_req, res: ServerResponse) => {
       answers += 1;
@@ -98,7 +98,7 @@ describe('caption sink (SPEC §4, §10)', () => {
   });
 
   it('flushes pending writes when the server stops', async () => {
-    worker = new FakeWorker();
+    worker = new FakeHttpServer();
     const held: ServerResponse[] = [];
     worker.respond = (_req, res) => held.push(res);
     const base = await worker.start();
@@ -118,7 +118,7 @@ describe('caption sink (SPEC §4, §10)', () => {
   });
 
   it('never slows acks when the Worker does not answer', async () => {
-    worker = new FakeWorker();
+    worker = new FakeHttpServer();
     worker.respond = () => undefined; // hangs every request
     const base = await worker.start();
     server = await startServer({

@@ -8,8 +8,8 @@ export interface ReceivedRequest {
   body: unknown;
 }
 
-/** A loopback stand-in for the Worker's upload routes; `respond` decides each answer. */
-export class FakeWorker {
+/** A loopback HTTP server standing in for an upstream (the Worker, Poke); it records every request and `respond` decides each answer. */
+export class FakeHttpServer {
   readonly received: ReceivedRequest[] = [];
   respond: (request: ReceivedRequest, res: ServerResponse) => void = (_req, res) => {
     res.writeHead(200, { 'content-type': 'application/json' }).end('{"success":true}');
