@@ -17,13 +17,16 @@ import {
   workerCaptionWriter,
   type CaptionSink,
 } from './adapters/caption-sink.ts';
+import { createOpenAIAdvisor, type NudgeAdvisor } from './adapters/openai.ts';
 import { createPokeClient, type PokeClient } from './adapters/poke.ts';
 import { openSqliteStore } from './adapters/sqlite-store.ts';
 import type { Store } from './adapters/store.ts';
 import { isAuthorized } from './auth.ts';
 import type { Config } from './config.ts';
 import { sessionActors, sessionMachine, type SessionVisionSettings } from './machines/session.ts';
+import { tickerWith, type NudgeSender } from './machines/intervention.ts';
 import { pokeSenderWith, type PokeSenderInput } from './machines/poke.ts';
+import { err, ok } from './result.ts';
 import { sessionSystemId, supervisorMachine, type SessionRef } from './machines/supervisor.ts';
 import { pokeRequests, pokeRoute, type PokeRequests } from './routes/poke.ts';
 import { biometricUploadSchema, captionUploadSchema, describeIssue } from './schemas/uploads.ts';
@@ -41,6 +44,8 @@ export interface ServerDeps {
   pokeClient?: PokeClient;
   /** Queue, concurrency and retry settings of the Poke sender. */
   poke?: PokeSenderInput;
+  /** The intervention model; by default OpenAI when `OPENAI_API_KEY` is set. */
+  advisor?: NudgeAdvisor;
   logger?: Logger;
   /** Replaces the session machine, e.g. with shorter delays in tests; its actors are still provided from `inference`. */
   session?: typeof sessionMachine;
@@ -159,16 +164,6 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   const inference = deps.inference ?? noopInference;
   const session = (deps.session ?? sessionMachine).provide({ actors: sessionActors(inference) });
   const pokeClient = deps.pokeClient ?? createPokeClient({ url: config.poke.url });
-  const supervisor = createActor(supervisorMachine.provide({ actors: { session, pokeSender: pokeSenderWith(pokeClient) } }), {
-    input: { poke: deps.poke ?? {} },
-    ...(deps.clock ? { clock: deps.clock } : {}),
-  }).start();
-  const pokes = pokeRequests(supervisor);
-
-  if (config.magicWord === undefined) {
-    logger.warn({}, 'MAGIC_WORD is not set: every route is open to anyone who can reach this port');
-  }
-
   const store = deps.store ?? openSqliteStore({ path: config.databasePath });
   const workerWriter =
     config.workerBaseUrl && config.magicWord
@@ -178,6 +173,45 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     deps.captionSink ?? createCaptionSink(workerWriter ?? storeCaptionWriter(store), { logger: logger.child({ component: 'captions' }) });
   if (config.workerBaseUrl && !config.magicWord) {
     logger.warn({}, 'WORKER_BASE_URL is set without MAGIC_WORD: captions stay in the embedded store');
+  }
+
+  const advisor =
+    deps.advisor ??
+    (config.openai.apiKey
+      ? createOpenAIAdvisor({
+          apiKey: config.openai.apiKey,
+          ...(config.openai.baseUrl ? { baseURL: config.openai.baseUrl } : {}),
+          model: config.intervention.model,
+        })
+      : undefined);
+  // The ticker's nudges go through the same Poke sender actor as /poke/send (`pokes`, below).
+  const nudges: NudgeSender = {
+    async send(message) {
+      if (!config.poke.apiKey) return err({ reason: 'Poke API key not configured' });
+      const outcome = await pokes.send(message, config.poke.apiKey);
+      return outcome.ok ? ok(outcome.data) : err({ reason: outcome.reason });
+    },
+  };
+  const noAdvisor: NudgeAdvisor = { decide: async () => err({ kind: 'api', message: 'OPENAI_API_KEY not configured' }) };
+  const ticker = tickerWith({ store, advisor: advisor ?? noAdvisor, nudges });
+  const supervisor = createActor(
+    supervisorMachine.provide({ actors: { session, pokeSender: pokeSenderWith(pokeClient), ticker } }),
+    {
+      input: {
+        poke: deps.poke ?? {},
+        ticker: {
+          enabled: config.intervention.enabled && advisor !== undefined,
+          periodMs: config.intervention.tickMs,
+          nudgeCooldownMs: config.intervention.nudgeCooldownMs,
+        },
+      },
+      ...(deps.clock ? { clock: deps.clock } : {}),
+    },
+  ).start();
+  const pokes = pokeRequests(supervisor);
+
+  if (config.magicWord === undefined) {
+    logger.warn({}, 'MAGIC_WORD is not set: every route is open to anyone who can reach this port');
   }
 
   const vision = visionSettings(config);

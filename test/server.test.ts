@@ -117,3 +117,20 @@ describe('magic word (SPEC §3)', () => {
     expect(lines.filter((l) => l.includes('MAGIC_WORD'))).toHaveLength(1);
   });
 });
+
+describe('supervisor children (SPEC §6)', () => {
+  const tickerState = (s: RunningServer) => s.supervisor.system.get('interventionTicker')?.getSnapshot().value;
+
+  it('keeps the intervention ticker disabled without OPENAI_API_KEY', async () => {
+    const s = await start();
+    expect(tickerState(s)).toBe('disabled');
+  });
+
+  it('runs the ticker with a key, unless INTERVENTION_TICK is off', async () => {
+    const on = await start({ OPENAI_API_KEY: 'sk-test' });
+    expect(tickerState(on)).toEqual({ running: { clock: 'waiting', work: 'idle' } });
+    await on.close();
+    server = await startServer({ config: testConfig({ OPENAI_API_KEY: 'sk-test', INTERVENTION_TICK: 'off' }) });
+    expect(tickerState(server)).toBe('disabled');
+  });
+});

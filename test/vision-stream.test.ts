@@ -202,7 +202,7 @@ describe('inference results ride on acks (SPEC §4)', () => {
     expect(call.signal.aborted).toBe(true);
     expect(inference.closed).toEqual([call.sessionId]);
     await expect.poll(() => server!.connections().size).toBe(0);
-    expect(Object.keys(server!.supervisor.getSnapshot().children)).toEqual(['pokeSender']);
+    expect(Object.keys(server!.supervisor.getSnapshot().children).sort()).toEqual(['interventionTicker', 'pokeSender']);
   });
 
   it('runs without credentials as a degraded no-op that only acks', async () => {

@@ -1,9 +1,11 @@
 import { assign, enqueueActions, setup, stopChild, type ActorRefFrom, type DoneActorEvent } from 'xstate';
+import { tickerMachine, type TickerInput } from './intervention.ts';
 import { pokeSenderMachine, type PokeSenderInput } from './poke.ts';
 import { sessionMachine, type SessionInput } from './session.ts';
 
 export interface SupervisorInput {
   poke?: PokeSenderInput;
+  ticker?: TickerInput;
   /** Restarts of a permanent child before the supervisor gives up on it (stays `failed`). */
   maxRestarts?: number;
 }
@@ -12,9 +14,14 @@ export interface SupervisorContext {
   sessionsOpened: number;
   sessionsClosed: number;
   poke: PokeSenderInput;
+  ticker: TickerInput;
   maxRestarts: number;
   pokeRestarts: number;
+  tickerRestarts: number;
 }
+
+/** The system id of the intervention ticker. */
+export const INTERVENTION_TICKER = 'interventionTicker';
 
 export type PokeSenderRef = ActorRefFrom<typeof pokeSenderMachine>;
 
@@ -38,7 +45,7 @@ export const sessionSystemId = (sessionId: string): string => `session:${session
  */
 export const supervisorMachine = setup({
   types: {} as { input: SupervisorInput; context: SupervisorContext; events: SupervisorEvent },
-  actors: { session: sessionMachine, pokeSender: pokeSenderMachine },
+  actors: { session: sessionMachine, pokeSender: pokeSenderMachine, ticker: tickerMachine },
   actions: {
     spawnSession: assign({
       sessionsOpened: ({ context, spawn }, params: { input: SessionInput }) => {
@@ -58,9 +65,11 @@ export const supervisorMachine = setup({
     reapSession: stopChild((_, params: { actorId: string }) => params.actorId),
     countClosed: assign({ sessionsClosed: ({ context }) => context.sessionsClosed + 1 }),
     countPokeRestart: assign({ pokeRestarts: ({ context }) => context.pokeRestarts + 1 }),
+    countTickerRestart: assign({ tickerRestarts: ({ context }) => context.tickerRestarts + 1 }),
   },
   guards: {
     pokeRestartsLeft: ({ context }) => context.pokeRestarts < context.maxRestarts,
+    tickerRestartsLeft: ({ context }) => context.tickerRestarts < context.maxRestarts,
   },
   delays: { restartBackoff: 1_000 },
 }).createMachine({
@@ -69,8 +78,10 @@ export const supervisorMachine = setup({
     sessionsOpened: 0,
     sessionsClosed: 0,
     poke: input?.poke ?? {},
+    ticker: input?.ticker ?? { enabled: false, periodMs: 60_000, nudgeCooldownMs: 300_000 },
     maxRestarts: input?.maxRestarts ?? 5,
     pokeRestarts: 0,
+    tickerRestarts: 0,
   }),
   on: {
     'session.close': {
@@ -109,6 +120,26 @@ export const supervisorMachine = setup({
             src: 'pokeSender',
             input: ({ context }) => context.poke,
             onError: [{ guard: 'pokeRestartsLeft', target: 'restarting', actions: 'countPokeRestart' }, { target: 'failed' }],
+          },
+        },
+        restarting: { after: { restartBackoff: 'running' } },
+        failed: {},
+      },
+    },
+    // The intervention ticker is `permanent` too.
+    interventions: {
+      initial: 'running',
+      states: {
+        running: {
+          invoke: {
+            id: INTERVENTION_TICKER,
+            systemId: INTERVENTION_TICKER,
+            src: 'ticker',
+            input: ({ context }) => context.ticker,
+            onError: [
+              { guard: 'tickerRestartsLeft', target: 'restarting', actions: 'countTickerRestart' },
+              { target: 'failed' },
+            ],
           },
         },
         restarting: { after: { restartBackoff: 'running' } },

@@ -1,0 +1,332 @@
+import { assign, fromPromise, raise, setup } from 'xstate';
+import type { DecisionRequest, DecisionResult, NudgeAdvisor } from '../adapters/openai.ts';
+import type { BiometricWindowRow, CaptionWindowRow, InterventionRow, NewIntervention, Store } from '../adapters/store.ts';
+import type { Result } from '../result.ts';
+
+// No Node-only imports here: the Worker's cron runs these machines against D1.
+
+/** Sends a nudge to the wearer (Poke); resolves with the upstream answer or a reason. */
+export interface NudgeSender {
+  send(message: string): Promise<Result<unknown, { reason: string }>>;
+}
+
+export interface TickPorts {
+  store: Store;
+  advisor: NudgeAdvisor;
+  nudges: NudgeSender;
+}
+
+/** In front of every nudge, so Poke's assistant delivers it as written. */
+export const VERBATIM_PREFIX =
+  'Send the user the following message exactly as written, without adding, removing or changing anything:\n\n';
+
+/** How far back the model sees earlier interventions, so it does not repeat itself. */
+export const HISTORY_MS = 24 * 60 * 60 * 1000;
+
+export interface TickInput {
+  now: number;
+  periodMs: number;
+  nudgeCooldownMs: number;
+}
+
+export interface CollectedWindows {
+  biometrics: BiometricWindowRow[];
+  captions: CaptionWindowRow[];
+  recent: InterventionRow[];
+}
+
+export type TickOutcome =
+  | { status: 'skipped' }
+  | { status: 'recorded'; decision: 'yes' | 'no'; nudged: boolean; interventionId: number; pokeError: string | null }
+  | { status: 'failed'; error: string };
+
+interface TickContext extends TickInput, CollectedWindows {
+  decision: DecisionResult | null;
+  pokeMessage: string | null;
+  pokeSentAt: number | null;
+  pokeError: string | null;
+  interventionId: number;
+  error: string | null;
+}
+
+class TickFailure extends Error {
+  override name = 'TickFailure';
+}
+
+const reasonOf = (error: unknown) => (error instanceof Error ? error.message : 'failed');
+
+/** The tick's side effects, built from ports; pass to `.provide({ actors })`. */
+export const tickActors = (ports: TickPorts) => ({
+  collectWindows: fromPromise<CollectedWindows, { sinceMs: number; historySinceMs: number }>(async ({ input }) => {
+    const { biometrics, captions } = await ports.store.windowsSince(input.sinceMs);
+    const recent = await ports.store.interventionsSince(input.historySinceMs, 10);
+    return { biometrics, captions, recent };
+  }),
+  askForNudge: fromPromise<DecisionResult, DecisionRequest>(async ({ input, signal }) => {
+    const result = await ports.advisor.decide(input, signal);
+    if (!result.ok) throw new TickFailure(`${result.error.kind}: ${result.error.message}`);
+    return result.value;
+  }),
+  sendNudge: fromPromise<unknown, { message: string }>(async ({ input }) => {
+    const result = await ports.nudges.send(input.message);
+    if (!result.ok) throw new TickFailure(result.error.reason);
+    return result.value;
+  }),
+  recordIntervention: fromPromise<number, NewIntervention>(({ input }) => ports.store.insertIntervention(input)),
+});
+
+const notProvided = (name: string) => () => {
+  throw new Error(`intervention actor "${name}" was not provided`);
+};
+
+/**
+ * One intervention tick (SPEC §6): collect the windows created in the last
+ * period (none: skip, no model call), ask the model with the recent
+ * interventions for context, send the nudge through Poke unless one went out
+ * within the cooldown, record the intervention. Its output is the outcome.
+ */
+export const tickMachine = setup({
+  types: {} as { input: TickInput; context: TickContext; output: TickOutcome },
+  actors: {
+    collectWindows: fromPromise<CollectedWindows, { sinceMs: number; historySinceMs: number }>(notProvided('collectWindows')),
+    askForNudge: fromPromise<DecisionResult, DecisionRequest>(notProvided('askForNudge')),
+    sendNudge: fromPromise<unknown, { message: string }>(notProvided('sendNudge')),
+    recordIntervention: fromPromise<number, NewIntervention>(notProvided('recordIntervention')),
+  },
+  actions: {
+    keepWindows: assign((_, params: CollectedWindows) => params),
+    keepDecision: assign({ decision: (_, params: { decision: DecisionResult }) => params.decision }),
+    markSent: assign({
+      pokeMessage: (_, params: { message: string }) => params.message,
+      pokeSentAt: ({ context }) => context.now,
+    }),
+    keepPokeError: assign({ pokeError: (_, params: { error: unknown }) => reasonOf(params.error) }),
+    keepError: assign({ error: (_, params: { step: string; error: unknown }) => `${params.step}: ${reasonOf(params.error)}` }),
+    keepId: assign({ interventionId: (_, params: { id: number }) => params.id }),
+  },
+  guards: {
+    nothingNew: (_, params: CollectedWindows) => params.biometrics.length === 0 && params.captions.length === 0,
+    wantsNudge: ({ context }, params: { decision: DecisionResult }) => {
+      if (params.decision.decision !== 'yes' || !params.decision.nudge) return false;
+      const lastSent = Math.max(0, ...context.recent.map((r) => r.pokeSentAt ?? 0));
+      return context.now - lastSent >= context.nudgeCooldownMs;
+    },
+  },
+}).createMachine({
+  id: 'interventionTick',
+  context: ({ input }) => ({
+    ...input,
+    biometrics: [],
+    captions: [],
+    recent: [],
+    decision: null,
+    pokeMessage: null,
+    pokeSentAt: null,
+    pokeError: null,
+    interventionId: 0,
+    error: null,
+  }),
+  initial: 'collecting',
+  states: {
+    collecting: {
+      invoke: {
+        src: 'collectWindows',
+        input: ({ context }) => ({ sinceMs: context.now - context.periodMs, historySinceMs: context.now - HISTORY_MS }),
+        onDone: [
+          {
+            guard: { type: 'nothingNew', params: ({ event }) => event.output },
+            target: 'skipped',
+          },
+          { target: 'deciding', actions: { type: 'keepWindows', params: ({ event }) => event.output } },
+        ],
+        onError: { target: 'failed', actions: { type: 'keepError', params: ({ event }) => ({ step: 'store', error: event.error }) } },
+      },
+    },
+    deciding: {
+      invoke: {
+        src: 'askForNudge',
+        input: ({ context }) => ({
+          nowIso: new Date(context.now).toISOString(),
+          biometrics: context.biometrics.map(({ id, timestamp, durationMs, qualityScore, riskPrediction, features }) => ({
+            id,
+            timestamp,
+            durationMs,
+            qualityScore,
+            riskPrediction,
+            features,
+          })),
+          captions: context.captions.map(({ id, timestamp, chunkStartS, chunkEndS, caption }) => ({
+            id,
+            timestamp,
+            chunkStartS,
+            chunkEndS,
+            caption,
+          })),
+          recentInterventions: context.recent.map(({ createdAt, decision, reasoning, nudge, pokeSentAt }) => ({
+            createdAt: new Date(createdAt).toISOString(),
+            decision,
+            reasoning,
+            nudge,
+            sent: pokeSentAt !== null,
+          })),
+        }),
+        onDone: [
+          {
+            guard: { type: 'wantsNudge', params: ({ event }) => ({ decision: event.output }) },
+            target: 'notifying',
+            actions: { type: 'keepDecision', params: ({ event }) => ({ decision: event.output }) },
+          },
+          { target: 'recording', actions: { type: 'keepDecision', params: ({ event }) => ({ decision: event.output }) } },
+        ],
+        onError: { target: 'failed', actions: { type: 'keepError', params: ({ event }) => ({ step: 'model', error: event.error }) } },
+      },
+    },
+    notifying: {
+      invoke: {
+        src: 'sendNudge',
+        input: ({ context }) => ({ message: `${VERBATIM_PREFIX}${context.decision?.nudge ?? ''}` }),
+        onDone: {
+          target: 'recording',
+          actions: {
+            type: 'markSent',
+            params: ({ context }) => ({ message: `${VERBATIM_PREFIX}${context.decision?.nudge ?? ''}` }),
+          },
+        },
+        // The decision is still recorded; the row shows no poke_sent_at.
+        onError: { target: 'recording', actions: { type: 'keepPokeError', params: ({ event }) => ({ error: event.error }) } },
+      },
+    },
+    recording: {
+      invoke: {
+        src: 'recordIntervention',
+        input: ({ context }) => {
+          const d = context.decision as DecisionResult;
+          return {
+            decision: d.decision,
+            reasoning: d.reasoning,
+            nudge: d.nudge,
+            biometricIds: context.biometrics.map((b) => b.id),
+            captionIds: context.captions.map((c) => c.id),
+            model: d.model,
+            promptTokens: d.promptTokens,
+            completionTokens: d.completionTokens,
+            totalTokens: d.totalTokens,
+            pokeMessage: context.pokeMessage,
+            pokeSentAt: context.pokeSentAt,
+          };
+        },
+        onDone: { target: 'recorded', actions: { type: 'keepId', params: ({ event }) => ({ id: event.output }) } },
+        onError: { target: 'failed', actions: { type: 'keepError', params: ({ event }) => ({ step: 'store', error: event.error }) } },
+      },
+    },
+    skipped: { type: 'final' },
+    recorded: { type: 'final' },
+    failed: { type: 'final' },
+  },
+  output: ({ context }): TickOutcome => {
+    if (context.error !== null) return { status: 'failed', error: context.error };
+    if (context.decision === null) return { status: 'skipped' };
+    return {
+      status: 'recorded',
+      decision: context.decision.decision,
+      nudged: context.pokeSentAt !== null,
+      interventionId: context.interventionId,
+      pokeError: context.pokeError,
+    };
+  },
+});
+
+export interface TickerInput {
+  /** False without `OPENAI_API_KEY` or with `INTERVENTION_TICK=off`: the ticker sits in `disabled`. */
+  enabled: boolean;
+  periodMs: number;
+  nudgeCooldownMs: number;
+  now?: () => number;
+}
+
+interface TickerContext {
+  enabled: boolean;
+  periodMs: number;
+  nudgeCooldownMs: number;
+  now: () => number;
+  ticks: number;
+  skippedOverlaps: number;
+  failures: number;
+  lastOutcome: TickOutcome | null;
+}
+
+/**
+ * Fires a tick every period (SPEC §6). Ticks never overlap: a period that ends
+ * while a tick still runs is skipped and counted. A `permanent` supervisor child.
+ */
+export const tickerMachine = setup({
+  types: {} as {
+    input: TickerInput;
+    context: TickerContext;
+    events: { type: 'tick.due' };
+  },
+  actors: { tick: tickMachine },
+  actions: {
+    countSkipped: assign({ skippedOverlaps: ({ context }) => context.skippedOverlaps + 1 }),
+    keepOutcome: assign({
+      ticks: ({ context }) => context.ticks + 1,
+      failures: ({ context }, params: { outcome: TickOutcome }) =>
+        context.failures + (params.outcome.status === 'failed' ? 1 : 0),
+      lastOutcome: (_, params: { outcome: TickOutcome }) => params.outcome,
+    }),
+    countCrash: assign({ ticks: ({ context }) => context.ticks + 1, failures: ({ context }) => context.failures + 1 }),
+  },
+  guards: { enabled: ({ context }) => context.enabled },
+  delays: { tickInterval: ({ context }) => context.periodMs },
+}).createMachine({
+  id: 'interventionTicker',
+  context: ({ input }) => ({
+    enabled: input.enabled,
+    periodMs: input.periodMs,
+    nudgeCooldownMs: input.nudgeCooldownMs,
+    now: input.now ?? Date.now,
+    ticks: 0,
+    skippedOverlaps: 0,
+    failures: 0,
+    lastOutcome: null,
+  }),
+  initial: 'checking',
+  states: {
+    checking: { always: [{ guard: 'enabled', target: 'running' }, { target: 'disabled' }] },
+    disabled: {},
+    running: {
+      type: 'parallel',
+      states: {
+        clock: {
+          initial: 'waiting',
+          states: {
+            waiting: { after: { tickInterval: { target: 'waiting', reenter: true, actions: raise({ type: 'tick.due' }) } } },
+          },
+        },
+        work: {
+          initial: 'idle',
+          states: {
+            idle: { on: { 'tick.due': 'ticking' } },
+            ticking: {
+              on: { 'tick.due': { actions: 'countSkipped' } },
+              invoke: {
+                src: 'tick',
+                input: ({ context }) => ({
+                  now: context.now(),
+                  periodMs: context.periodMs,
+                  nudgeCooldownMs: context.nudgeCooldownMs,
+                }),
+                onDone: { target: 'idle', actions: { type: 'keepOutcome', params: ({ event }) => ({ outcome: event.output }) } },
+                onError: { target: 'idle', actions: 'countCrash' },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+});
+
+/** Provides a ticker's tick with its ports. */
+export const tickerWith = (ports: TickPorts) =>
+  tickerMachine.provide({ actors: { tick: tickMachine.provide({ actors: tickActors(ports) }) } });
