@@ -27,6 +27,8 @@ export interface TickInput {
   now: number;
   periodMs: number;
   nudgeCooldownMs: number;
+  /** False without `OPENAI_API_KEY`: the tick ends in `disabled` without touching anything. */
+  enabled?: boolean;
 }
 
 export interface CollectedWindows {
@@ -36,11 +38,13 @@ export interface CollectedWindows {
 }
 
 export type TickOutcome =
+  | { status: 'disabled' }
   | { status: 'skipped' }
   | { status: 'recorded'; decision: 'yes' | 'no'; nudged: boolean; interventionId: number; pokeError: string | null }
   | { status: 'failed'; error: string };
 
-interface TickContext extends TickInput, CollectedWindows {
+interface TickContext extends Omit<TickInput, 'enabled'>, CollectedWindows {
+  enabled: boolean;
   decision: DecisionResult | null;
   pokeMessage: string | null;
   pokeSentAt: number | null;
@@ -105,6 +109,7 @@ export const tickMachine = setup({
     keepId: assign({ interventionId: (_, params: { id: number }) => params.id }),
   },
   guards: {
+    enabled: ({ context }) => context.enabled,
     nothingNew: (_, params: CollectedWindows) => params.biometrics.length === 0 && params.captions.length === 0,
     wantsNudge: ({ context }, params: { decision: DecisionResult }) => {
       if (params.decision.decision !== 'yes' || !params.decision.nudge) return false;
@@ -116,6 +121,7 @@ export const tickMachine = setup({
   id: 'interventionTick',
   context: ({ input }) => ({
     ...input,
+    enabled: input.enabled ?? true,
     biometrics: [],
     captions: [],
     recent: [],
@@ -126,8 +132,10 @@ export const tickMachine = setup({
     interventionId: 0,
     error: null,
   }),
-  initial: 'collecting',
+  initial: 'checking',
   states: {
+    checking: { always: [{ guard: 'enabled', target: 'collecting' }, { target: 'disabled' }] },
+    disabled: { type: 'final' },
     collecting: {
       invoke: {
         src: 'collectWindows',
@@ -224,6 +232,7 @@ export const tickMachine = setup({
     failed: { type: 'final' },
   },
   output: ({ context }): TickOutcome => {
+    if (!context.enabled) return { status: 'disabled' };
     if (context.error !== null) return { status: 'failed', error: context.error };
     if (context.decision === null) return { status: 'skipped' };
     return {

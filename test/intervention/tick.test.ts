@@ -208,3 +208,27 @@ describe('intervention ticker', () => {
     actor.stop();
   });
 });
+
+describe('intervention tick without a key', () => {
+  it('ends disabled without reading the store or calling anyone', async () => {
+    const calls: string[] = [];
+    const never = (name: string) => fromPromise(async () => {
+      calls.push(name);
+      throw new Error('not expected');
+    });
+    const actor = createActor(
+      tickMachine.provide({
+        actors: {
+          collectWindows: never('collectWindows') as never,
+          askForNudge: never('askForNudge') as never,
+          sendNudge: never('sendNudge') as never,
+          recordIntervention: never('recordIntervention') as never,
+        },
+      }),
+      { input: { now: NOW, periodMs: 60_000, nudgeCooldownMs: 0, enabled: false } },
+    ).start();
+    expect(actor.getSnapshot().status).toBe('done');
+    expect(actor.getSnapshot().output).toEqual({ status: 'disabled' });
+    expect(calls).toEqual([]);
+  });
+});
