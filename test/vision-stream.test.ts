@@ -134,7 +134,7 @@ describe('inference results ride on acks (SPEC §4)', () => {
     client.send(frame(5));
     await inference.until(() => inference.calls.length === 1);
     inference.calls[0]!.resolve(ok({ caption: 'x', chunkStartS: 0, chunkEndS: 0, latencyMs: 1, tokensGenerated: null }));
-    await sendUntil(client, (a) => a.caption !== undefined);
+    await client.sendUntil((a) => a.caption !== undefined);
     expect(Object.keys(client.acks.find((a) => a.caption)!).sort()).toEqual(
       ['bytes', 'caption', 'chunk_end_s', 'chunk_start_s', 'frame', 'latency_ms', 'window_id'].sort(),
     );
@@ -147,11 +147,11 @@ describe('inference results ride on acks (SPEC §4)', () => {
     const fastBackoff = sessionMachine.provide({ delays: { errorBackoff: 1 } });
     await start(IMMEDIATE, inference, fastBackoff);
     const client = await connect();
-    await sendUntil(client, (a) => a.inference_error !== undefined);
+    await client.sendUntil((a) => a.inference_error !== undefined);
     const failed = client.acks.find((a) => a.inference_error !== undefined)!;
     expect(failed.inference_error).toBe('model exploded');
     expect(failed.window_id).toMatch(/-0$/);
-    await sendUntil(client, (a) => a.caption !== undefined);
+    await client.sendUntil((a) => a.caption !== undefined);
     expect(client.acks.find((a) => a.caption)!.window_id).toMatch(/-1$/);
     expect(client.closeCode).toBeUndefined();
   });
@@ -221,7 +221,7 @@ describe('inference results ride on acks (SPEC §4)', () => {
     const inference = new FakeInference({ openError: { kind: 'open-failed', message: 'app not found' } });
     await start(IMMEDIATE, inference);
     const client = await connect();
-    await sendUntil(client, (a) => a.inference_error !== undefined);
+    await client.sendUntil((a) => a.inference_error !== undefined);
     for (let i = 0; i < 10; i++) client.send(frame(1));
     const total = client.acks.length + 10;
     await client.untilAcks(total);
@@ -294,14 +294,3 @@ describe('load', () => {
     expect(server!.connections().size).toBe(200);
   });
 });
-
-/** Sends a small frame after each ack until an ack satisfies `predicate`. */
-async function sendUntil(client: GlassesClient, predicate: (ack: { caption?: string; inference_error?: string }) => boolean) {
-  for (let i = 0; i < 1_000; i++) {
-    if (client.acks.some(predicate)) return;
-    const before = client.acks.length;
-    client.send(frame(8));
-    await client.untilAcks(before + 1);
-  }
-  throw new Error('no ack met the condition');
-}

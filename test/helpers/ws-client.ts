@@ -77,6 +77,18 @@ export class GlassesClient {
     return this.until(() => this.acks.length >= count, `${count} acks`);
   }
 
+  /** Sends a small frame after each ack until an ack satisfies `predicate`; returns that ack. */
+  async sendUntil(predicate: (ack: Ack) => boolean, bytes = 8): Promise<Ack> {
+    for (let i = 0; i < 1_000; i++) {
+      const found = this.acks.find(predicate);
+      if (found) return found;
+      const before = this.acks.length;
+      this.send(frame(bytes));
+      await this.untilAcks(before + 1);
+    }
+    throw new Error('no ack met the condition');
+  }
+
   close(): Promise<number> {
     this.ws.close();
     return this.closed;

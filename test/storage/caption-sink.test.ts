@@ -26,17 +26,7 @@ afterEach(async () => {
   worker = undefined;
 });
 
-/** Streams small frames until an ack carries a caption; returns it. */
-async function streamUntilCaption(client: GlassesClient) {
-  for (let i = 0; i < 1_000; i++) {
-    const found = client.acks.find((a) => a.caption !== undefined);
-    if (found) return found;
-    const before = client.acks.length;
-    client.send(frame(16));
-    await client.untilAcks(before + 1);
-  }
-  throw new Error('no caption');
-}
+const streamUntilCaption = (client: GlassesClient) => client.sendUntil((ack) => ack.caption !== undefined, 16);
 
 describe('caption sink (SPEC §4, §10)', () => {
   it("writes a session's captions to SQLite with their window ids, chunk times and latency", async () => {
