@@ -41,6 +41,7 @@ async function startForesight(): Promise<string> {
     PORT: '0',
     HOST: '127.0.0.1',
     LOG_LEVEL: 'error',
+    DATABASE_PATH: process.env.DATABASE_PATH ?? ':memory:',
     VISION_MAX_FRAME_BYTES: String(MAX_FRAME_BYTES),
   });
   const latencyMs = Number(process.env.BENCH_INFERENCE_MS ?? 300);
