@@ -28,6 +28,7 @@ import { tickerWith, type NudgeSender } from './machines/intervention.ts';
 import { pokeSenderWith, type PokeSenderInput } from './machines/poke.ts';
 import { err, ok } from './result.ts';
 import { sessionSystemId, supervisorMachine, type SessionRef } from './machines/supervisor.ts';
+import { debugActorsRoute, ServerMetrics, type StreamTotals } from './routes/observe.ts';
 import { pokeRequests, pokeRoute, type PokeRequests } from './routes/poke.ts';
 import { biometricUploadSchema, captionUploadSchema, describeIssue } from './schemas/uploads.ts';
 
@@ -120,7 +121,13 @@ function uploadRoute<S extends UploadSchema>(
 }
 
 /** The Express app: public `/health`, magic-word auth for the rest, uploads, JSON 404 and errors. */
-export function createApp(config: Config, store: Store, logger: Logger, pokes: PokeRequests): express.Express {
+export function createApp(
+  config: Config,
+  store: Store,
+  logger: Logger,
+  pokes: PokeRequests,
+  observe: { metrics: RequestHandler; debugActors: RequestHandler },
+): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.get('/health', (_req, res) => {
@@ -136,6 +143,8 @@ export function createApp(config: Config, store: Store, logger: Logger, pokes: P
   app.post('/biometrics/upload', json, uploadRoute(biometricUploadSchema, (b) => store.insertBiometricWindow(b)));
   app.post('/captions/upload', json, uploadRoute(captionUploadSchema, (c) => store.insertCaptionWindow(c)));
   app.post('/poke/send', ...pokeRoute(config, pokes));
+  app.get('/metrics', observe.metrics);
+  app.get('/debug/actors', observe.debugActors);
   app.use((_req, res) => {
     res.status(404).json({ detail: 'not found' });
   });
@@ -215,7 +224,15 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   }
 
   const vision = visionSettings(config);
-  const app = createApp(config, store, logger, pokes);
+  const sockets = new Map<string, WebSocket>();
+  const connections = new Map<string, VisionConnection>();
+  const totals: StreamTotals = { frames: 0, bytes: 0, acks: 0 };
+  const observeSources = { supervisor, connections: () => connections, captionSink, totals };
+  const metrics = new ServerMetrics(observeSources);
+  const app = createApp(config, store, logger, pokes, {
+    metrics: metrics.route(),
+    debugActors: debugActorsRoute(observeSources),
+  });
   const server: Server = createServer(app);
   const wss = new WebSocketServer({
     noServer: true,
@@ -223,8 +240,6 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     clientTracking: false,
     perMessageDeflate: false,
   });
-  const sockets = new Map<string, WebSocket>();
-  const connections = new Map<string, VisionConnection>();
   let accepting = true;
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -239,6 +254,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
         sessionId,
         vision,
         captions: captionSink,
+        observe: { totals, metrics },
         logger: logger.child({ sessionId }),
       });
       sockets.set(sessionId, ws);

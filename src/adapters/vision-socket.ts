@@ -3,6 +3,7 @@ import type { RawData, WebSocket } from 'ws';
 import type { Actor } from 'xstate';
 import type { AckFields, SessionVisionSettings } from '../machines/session.ts';
 import { sessionSystemId, type SessionRef, type supervisorMachine } from '../machines/supervisor.ts';
+import type { ServerMetrics, StreamTotals } from '../routes/observe.ts';
 import type { CaptionSink } from './caption-sink.ts';
 import type { Logger } from './logger.ts';
 
@@ -33,6 +34,8 @@ export interface VisionSocketOptions {
   vision: SessionVisionSettings;
   /** Receives every caption, keyed by its window id. */
   captions: CaptionSink;
+  /** Totals bumped per frame and the metrics fed per chunk and result. */
+  observe: { totals: StreamTotals; metrics: ServerMetrics };
   logger: Logger;
 }
 
@@ -47,6 +50,7 @@ function ackWith(frame: number, bytes: number, fields: AckFields): string {
  */
 export function serveVisionSocket(ws: WebSocket, options: VisionSocketOptions): VisionConnection {
   const { supervisor, sessionId, vision, captions, logger } = options;
+  const { totals, metrics } = options.observe;
   const openedAt = Date.now();
   const frames = new Subject<Uint8Array>();
   supervisor.send({ type: 'session.open', input: { sessionId, frames, vision } });
@@ -61,8 +65,12 @@ export function serveVisionSocket(ws: WebSocket, options: VisionSocketOptions): 
     session.subscribe({ complete: resolve, error: () => resolve() });
   });
 
-  session.on('inference.outcome', ({ fields }) => {
+  session.on('chunk.started', ({ frames: count, bytes }) => metrics.observeChunk(count, bytes));
+
+  session.on('inference.outcome', ({ fields, errorKind }) => {
+    if ('inference_error' in fields) metrics.countInferenceError(errorKind ?? 'unknown');
     if ('caption' in fields) {
+      metrics.observeCaption(fields.latency_ms);
       captions.write({
         windowId: fields.window_id,
         timestamp: openedAt + Math.round(fields.chunk_start_s * 1000),
@@ -100,6 +108,9 @@ export function serveVisionSocket(ws: WebSocket, options: VisionSocketOptions): 
     // ws hands binary messages over as one Buffer (binaryType 'nodebuffer').
     const bytes = data as Buffer;
     frameCount += 1;
+    totals.frames += 1;
+    totals.bytes += bytes.length;
+    totals.acks += 1;
     const result = pending.shift();
     const ack =
       result === undefined ? `{"frame":${frameCount},"bytes":${bytes.length}}` : ackWith(frameCount, bytes.length, result);

@@ -262,6 +262,9 @@ interface TickerContext {
   skippedOverlaps: number;
   failures: number;
   lastOutcome: TickOutcome | null;
+  tickStartedAt: number;
+  lastTickMs: number | null;
+  decisions: { yes: number; no: number };
 }
 
 /**
@@ -277,7 +280,13 @@ export const tickerMachine = setup({
   actors: { tick: tickMachine },
   actions: {
     countSkipped: assign({ skippedOverlaps: ({ context }) => context.skippedOverlaps + 1 }),
+    startTick: assign({ tickStartedAt: ({ context }) => context.now() }),
     keepOutcome: assign({
+      lastTickMs: ({ context }) => context.now() - context.tickStartedAt,
+      decisions: ({ context }, params: { outcome: TickOutcome }) =>
+        params.outcome.status === 'recorded'
+          ? { ...context.decisions, [params.outcome.decision]: context.decisions[params.outcome.decision] + 1 }
+          : context.decisions,
       ticks: ({ context }) => context.ticks + 1,
       failures: ({ context }, params: { outcome: TickOutcome }) =>
         context.failures + (params.outcome.status === 'failed' ? 1 : 0),
@@ -298,6 +307,9 @@ export const tickerMachine = setup({
     skippedOverlaps: 0,
     failures: 0,
     lastOutcome: null,
+    tickStartedAt: 0,
+    lastTickMs: null,
+    decisions: { yes: 0, no: 0 },
   }),
   initial: 'checking',
   states: {
@@ -317,6 +329,7 @@ export const tickerMachine = setup({
           states: {
             idle: { on: { 'tick.due': 'ticking' } },
             ticking: {
+              entry: 'startTick',
               on: { 'tick.due': { actions: 'countSkipped' } },
               invoke: {
                 src: 'tick',

@@ -63,12 +63,13 @@ export type SessionEvent =
   | { type: 'socket.drained' }
   | { type: 'connection.closed' }
   | { type: 'inference.done'; caption: Caption }
-  | { type: 'inference.failed'; message: string }
+  | { type: 'inference.failed'; message: string; kind: string }
   /** Internal: the chunk in flight failed or timed out. */
-  | { type: 'chunk.failed'; message: string };
+  | { type: 'chunk.failed'; message: string; kind: string };
 
 export type SessionEmitted =
-  | { type: 'inference.outcome'; fields: AckFields }
+  | { type: 'inference.outcome'; fields: AckFields; errorKind?: string }
+  | { type: 'chunk.started'; frames: number; bytes: number }
   | { type: 'inference.ready' }
   | { type: 'session.close'; code: number; reason: string };
 
@@ -120,9 +121,9 @@ export const inferChunksActor = () =>
             controller,
             result.ok
               ? { type: 'inference.done', caption: result.value }
-              : { type: 'inference.failed', message: result.error.message },
+              : { type: 'inference.failed', message: result.error.message, kind: result.error.kind },
           ),
-        () => settle(controller, { type: 'inference.failed', message: 'inference failed' }),
+        () => settle(controller, { type: 'inference.failed', message: 'inference failed', kind: 'remote' }),
       );
     });
     return () => current?.abort();
@@ -229,16 +230,23 @@ export const sessionMachine = setup({
       if (caption.tokensGenerated !== null) fields.tokens_generated = caption.tokensGenerated;
       return { type: 'inference.outcome', fields } as const;
     }),
-    emitInferenceError: emit(({ context }, params: { message: string }) => {
+    emitInferenceError: emit(({ context }, params: { message: string; kind: string }) => {
       const fields: AckFields = { inference_error: params.message };
       if (context.inFlight) {
         fields.window_id = context.inFlight.windowId;
         fields.chunk_start_s = context.inFlight.startS;
         fields.chunk_end_s = context.inFlight.endS;
       }
-      return { type: 'inference.outcome', fields } as const;
+      return { type: 'inference.outcome', fields, errorKind: params.kind } as const;
     }),
-    failChunk: raise((_, params: { message: string }) => ({ type: 'chunk.failed', message: params.message }) as const),
+    announceChunk: emit((_, params: { chunk: FrameChunk }) => {
+      let bytes = 0;
+      for (const frame of params.chunk.frames) bytes += frame.length;
+      return { type: 'chunk.started', frames: params.chunk.frames.length, bytes } as const;
+    }),
+    failChunk: raise(
+      (_, params: { message: string; kind: string }) => ({ type: 'chunk.failed', message: params.message, kind: params.kind }) as const,
+    ),
     askToClose: emit((_, params: { code: number; reason: string }) => ({ type: 'session.close', ...params }) as const),
   },
   guards: {
@@ -332,7 +340,7 @@ export const sessionMachine = setup({
                       },
                       {
                         type: 'emitInferenceError',
-                        params: ({ event }) => ({ message: `open failed: ${failureMessage(event.error)}` }),
+                        params: ({ event }) => ({ message: `open failed: ${failureMessage(event.error)}`, kind: 'open-failed' }),
                       },
                     ],
                   },
@@ -343,7 +351,7 @@ export const sessionMachine = setup({
                   target: 'degraded',
                   actions: [
                     { type: 'markDegraded', params: { reason: 'open-failed: timed out' } },
-                    { type: 'emitInferenceError', params: { message: 'open failed: timed out' } },
+                    { type: 'emitInferenceError', params: { message: 'open failed: timed out', kind: 'open-failed' } },
                   ],
                 },
               },
@@ -355,6 +363,7 @@ export const sessionMachine = setup({
                   target: 'inferring',
                   actions: [
                     { type: 'startChunk', params: ({ event }) => ({ chunk: event.chunk }) },
+                    { type: 'announceChunk', params: ({ event }) => ({ chunk: event.chunk }) },
                     sendTo('inferChunks', ({ context, event }) => {
                       if (context.inference === null) throw new Error('idle without an inference session');
                       return { type: 'infer', inference: context.inference, chunk: event.chunk } as const;
@@ -367,7 +376,7 @@ export const sessionMachine = setup({
               // Whatever ends the chunk (an answer, a timeout, a disconnect) stops the work on it.
               exit: sendTo('inferChunks', { type: 'cancel' }),
               after: {
-                inferenceTimeout: { actions: { type: 'failChunk', params: { message: 'inference timed out' } } },
+                inferenceTimeout: { actions: { type: 'failChunk', params: { message: 'inference timed out', kind: 'timeout' } } },
               },
               on: {
                 'inference.done': {
@@ -380,7 +389,9 @@ export const sessionMachine = setup({
                   ],
                 },
                 // A failure and a timeout end the chunk the same way: raised as one internal event.
-                'inference.failed': { actions: { type: 'failChunk', params: ({ event }) => ({ message: event.message }) } },
+                'inference.failed': {
+                  actions: { type: 'failChunk', params: ({ event }) => ({ message: event.message, kind: event.kind }) },
+                },
                 'chunk.failed': [
                   {
                     guard: 'circuitOpen',
@@ -389,7 +400,7 @@ export const sessionMachine = setup({
                       'countFailure',
                       'resetFailures',
                       { type: 'markDegraded', params: { reason: 'circuit-open' } },
-                      { type: 'emitInferenceError', params: ({ event }) => ({ message: event.message }) },
+                      { type: 'emitInferenceError', params: ({ event }) => ({ message: event.message, kind: event.kind }) },
                       'endChunk',
                     ],
                   },
@@ -397,7 +408,7 @@ export const sessionMachine = setup({
                     target: 'backoff',
                     actions: [
                       'countFailure',
-                      { type: 'emitInferenceError', params: ({ event }) => ({ message: event.message }) },
+                      { type: 'emitInferenceError', params: ({ event }) => ({ message: event.message, kind: event.kind }) },
                       'endChunk',
                     ],
                   },

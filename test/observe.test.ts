@@ -1,0 +1,96 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { sessionMachine } from '../src/machines/session.ts';
+import { startServer, type RunningServer } from '../src/server.ts';
+import { FakeInference } from './fakes/inference.ts';
+import { testConfig } from './helpers/config.ts';
+import { frame, GlassesClient } from './helpers/ws-client.ts';
+
+let server: RunningServer | undefined;
+afterEach(async () => {
+  await server?.close();
+  server = undefined;
+});
+
+/** `name{labels} value` lines of a Prometheus text exposition, comments dropped. */
+function samples(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    if (!match) throw new Error(`not a sample line: ${line}`);
+    out.set(match[1]!, Number(match[2]));
+  }
+  return out;
+}
+
+describe('GET /metrics (SPEC §3)', () => {
+  it('is Prometheus text whose counters move as frames flow and captions come back', async () => {
+    server = await startServer({
+      config: testConfig({ VISION_CHUNK_SECONDS: '0.001', MAGIC_WORD: 'w' }),
+      inference: new FakeInference({ auto: (_chunk, call) => (call === 1 ? { kind: 'timeout', message: 'slow' } : undefined) }),
+      session: sessionMachine.provide({ delays: { errorBackoff: 1 } }),
+    });
+    const headers = { 'x-magic-word': 'w' };
+    const before = samples(await (await fetch(`${server.url}/metrics`, { headers })).text());
+    expect(before.get('foresight_frames_received_total')).toBe(0);
+    expect(before.has('process_cpu_user_seconds_total')).toBe(true);
+
+    const client = await GlassesClient.connect(server.url, { headers });
+    await client.sendUntil((a) => a.inference_error !== undefined, 100);
+    await client.sendUntil((a) => a.caption !== undefined, 100);
+    const sent = client.acks.length;
+    const res = await fetch(`${server.url}/metrics`, { headers });
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
+    const after = samples(await res.text());
+    expect(after.get('foresight_frames_received_total')).toBe(sent);
+    expect(after.get('foresight_frame_bytes_received_total')).toBe(sent * 100);
+    expect(after.get('foresight_acks_sent_total')).toBe(sent);
+    expect(after.get('foresight_sessions{inference="idle",acking="ready"}') ?? after.get('foresight_sessions{inference="inferring",acking="ready"}')).toBe(1);
+    expect(after.get('foresight_inference_errors_total{kind="timeout"}')).toBe(1);
+    expect(after.get('foresight_inference_latency_seconds_count')).toBeGreaterThanOrEqual(1);
+    expect(after.get('foresight_chunk_frames_count')).toBeGreaterThanOrEqual(2);
+    expect(after.get('foresight_poke_sends_total{outcome="sent"}')).toBe(0);
+    expect(after.get('foresight_interventions_total{decision="yes"}')).toBe(0);
+    await client.close();
+  });
+
+  it('needs the magic word', async () => {
+    server = await startServer({ config: testConfig({ MAGIC_WORD: 'w' }) });
+    expect((await fetch(`${server.url}/metrics`)).status).toBe(403);
+    expect((await fetch(`${server.url}/debug/actors`)).status).toBe(403);
+  });
+});
+
+describe('GET /debug/actors (SPEC §3)', () => {
+  it('lists a connected session with its state and counters, and drops it after close', async () => {
+    server = await startServer({ config: testConfig({ POKE_API_KEY: 'poke-secret', OPENAI_API_KEY: 'sk-secret' }) });
+    const client = await GlassesClient.connect(server.url);
+    for (let i = 0; i < 3; i++) client.send(frame(10));
+    await client.untilAcks(3);
+    const [id] = server.connections().keys();
+    const res = await fetch(`${server.url}/debug/actors`);
+    const text = await res.text();
+    expect(text).not.toMatch(/poke-secret|sk-secret/);
+    const tree = JSON.parse(text) as {
+      supervisor: { state: unknown; sessionsOpened: number };
+      pokeSender: { state: unknown; queued: number };
+      interventionTicker: { state: unknown };
+      sessions: Array<{ id: string; state: unknown; frames: number; degradedReason: string | null }>;
+    };
+    expect(tree.supervisor).toMatchObject({ sessionsOpened: 1 });
+    expect(tree.pokeSender).toMatchObject({ queued: 0 });
+    expect(tree.interventionTicker.state).toEqual({ running: { clock: 'waiting', work: 'idle' } });
+    expect(tree.sessions).toEqual([
+      expect.objectContaining({
+        id,
+        state: { active: { acking: 'ready', inference: 'degraded' } },
+        frames: 3,
+        degradedReason: 'no-credentials',
+      }),
+    ]);
+    await client.close();
+    await expect
+      .poll(async () => ((await (await fetch(`${server!.url}/debug/actors`)).json()) as { sessions: unknown[] }).sessions)
+      .toEqual([]);
+  });
+});
