@@ -7,7 +7,9 @@ const SHUTDOWN_BUDGET_MS = 9_000;
 
 function readConfig(): Config {
   try {
-    return loadConfig(process.env);
+    // `npm start -- --inspect` is INSPECT=1.
+    const env = process.argv.includes('--inspect') ? { ...process.env, INSPECT: '1' } : process.env;
+    return loadConfig(env);
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`${error.message}\n`);
@@ -20,7 +22,14 @@ function readConfig(): Config {
 const config = readConfig();
 const logger = createLogger(config.logLevel);
 const server = await startServer({ config, logger });
-process.stdout.write(`${JSON.stringify({ msg: 'ready', url: server.url, vision: `${server.url.replace(/^http/, 'ws')}/vision/stream` })}\n`);
+process.stdout.write(
+  `${JSON.stringify({
+    msg: 'ready',
+    url: server.url,
+    vision: `${server.url.replace(/^http/, 'ws')}/vision/stream`,
+    ...(config.inspect.enabled ? { inspector: `http://localhost:${config.inspect.port}` } : {}),
+  })}\n`,
+);
 
 let stopping = false;
 const stop = (signal: NodeJS.Signals) => {

@@ -9,6 +9,7 @@ import { createActor, type Actor, type ActorOptions, type AnyActorLogic } from '
 
 type Clock = NonNullable<ActorOptions<AnyActorLogic>['clock']>;
 import { noopInference, type InferencePort } from './adapters/inference.ts';
+import { startInspection } from './adapters/inspect.ts';
 import { createLogger, type Logger } from './adapters/logger.ts';
 import { serveVisionSocket, type VisionConnection } from './adapters/vision-socket.ts';
 import {
@@ -47,6 +48,8 @@ export interface ServerDeps {
   poke?: PokeSenderInput;
   /** The intervention model; by default OpenAI when `OPENAI_API_KEY` is set. */
   advisor?: NudgeAdvisor;
+  /** Reports inspection to this relay (`ws://…`) instead of starting one on `INSPECT_PORT`. */
+  inspectorRelayUrl?: string;
   logger?: Logger;
   /** Replaces the session machine, e.g. with shorter delays in tests; its actors are still provided from `inference`. */
   session?: typeof sessionMachine;
@@ -203,9 +206,16 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   };
   const noAdvisor: NudgeAdvisor = { decide: async () => err({ kind: 'api', message: 'OPENAI_API_KEY not configured' }) };
   const ticker = tickerWith({ store, advisor: advisor ?? noAdvisor, nudges });
+  // Off unless asked for: no inspector, no cost.
+  const inspection =
+    config.inspect.enabled || deps.inspectorRelayUrl
+      ? startInspection({ port: config.inspect.port, ...(deps.inspectorRelayUrl ? { relayUrl: deps.inspectorRelayUrl } : {}) })
+      : undefined;
+  if (inspection?.url) logger.info({ url: inspection.url }, 'Stately inspector: open this URL');
   const supervisor = createActor(
     supervisorMachine.provide({ actors: { session, pokeSender: pokeSenderWith(pokeClient), ticker } }),
     {
+      ...(inspection ? { inspect: inspection.inspect } : {}),
       input: {
         poke: deps.poke ?? {},
         ticker: {
@@ -303,6 +313,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       if (unflushed > 0) logger.error({ unflushed, ...captionSink.stats() }, 'captions not written before shutdown');
       await workerWriter?.close();
       if (!deps.pokeClient) await pokeClient.close();
+      inspection?.stop();
       if (!deps.store) store.close();
       server.closeAllConnections();
       await stopped;
