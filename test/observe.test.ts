@@ -1,4 +1,6 @@
+import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../src/adapters/logger.ts';
 import { sessionMachine } from '../src/machines/session.ts';
 import { startServer, type RunningServer } from '../src/server.ts';
 import { FakeInference } from './fakes/inference.ts';
@@ -92,5 +94,61 @@ describe('GET /debug/actors (SPEC §3)', () => {
     await expect
       .poll(async () => ((await (await fetch(`${server!.url}/debug/actors`)).json()) as { sessions: unknown[] }).sessions)
       .toEqual([]);
+  });
+});
+
+describe('tick metrics', () => {
+  it('observes every intervention tick in a duration histogram', async () => {
+    server = await startServer({
+      config: testConfig({ OPENAI_API_KEY: 'sk-test', INTERVENTION_TICK_SECONDS: '0.02' }),
+      advisor: { decide: async () => ({ ok: false, error: { kind: 'api', message: 'unused' } }) },
+    });
+    await expect
+      .poll(async () => samples(await (await fetch(`${server!.url}/metrics`)).text()).get('foresight_intervention_tick_seconds_count{outcome="skipped"}') ?? 0)
+      .toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe('logs', () => {
+  it('carry no secret, and end each session with a summary line', async () => {
+    let text = '';
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        text += chunk.toString();
+        done();
+      },
+    });
+    const logger = createLogger('debug', sink);
+    server = await startServer({
+      config: testConfig({
+        LOG_LEVEL: 'debug',
+        MAGIC_WORD: 'magic-secret-1',
+        POKE_API_KEY: 'poke-secret-2',
+        POKE_API_URL: 'http://127.0.0.1:9/unreachable',
+        OPENAI_API_KEY: 'sk-secret-3',
+        MODAL_TOKEN_ID: 'ak-secret-4',
+        MODAL_TOKEN_SECRET: 'as-secret-5',
+      }),
+      logger,
+      poke: { policy: { maxAttempts: 1, baseDelayMs: 1, maxDelayMs: 1 } },
+    });
+    const headers = { 'x-magic-word': 'magic-secret-1' };
+    const client = await GlassesClient.connect(server.url, { headers });
+    for (let i = 0; i < 5; i++) client.send(frame(10));
+    await client.untilAcks(5);
+    await client.close();
+    const poke = await fetch(`${server.url}/poke/send`, {
+      method: 'POST',
+      headers: { ...headers, 'x-poke-api-key': 'poke-secret-6', 'content-type': 'application/json' },
+      body: '{"message":"hi"}',
+    });
+    expect(poke.status).toBe(502);
+    logger.info({ apiKey: 'sk-secret-7', headers: { authorization: 'Bearer sk-secret-8' } }, 'redaction check');
+    await server.close();
+    server = undefined;
+    expect(text).toContain('"msg":"session closed"');
+    expect(text).toMatch(/"frames":5,"fps":[\d.]+/);
+    expect(text).toContain('"apiKey":"[redacted]"');
+    expect(text).not.toMatch(/secret-\d/);
   });
 });

@@ -128,10 +128,13 @@ export function serveVisionSocket(ws: WebSocket, options: VisionSocketOptions): 
 
   ws.on('close', (code: number) => {
     const { context } = session.getSnapshot();
+    const seconds = (Date.now() - openedAt) / 1000;
     logger.info(
       {
         code,
+        seconds: Math.round(seconds * 10) / 10,
         frames: frameCount,
+        fps: seconds > 0 ? Math.round((frameCount / seconds) * 10) / 10 : 0,
         chunks: context.chunksInferred,
         chunksDropped: context.chunksDropped,
         captions: context.captions,

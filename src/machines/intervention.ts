@@ -1,4 +1,4 @@
-import { assign, fromPromise, raise, setup } from 'xstate';
+import { assign, emit, fromPromise, raise, setup } from 'xstate';
 import type { DecisionRequest, DecisionResult, NudgeAdvisor } from '../adapters/openai.ts';
 import type { BiometricWindowRow, CaptionWindowRow, InterventionRow, NewIntervention, Store } from '../adapters/store.ts';
 import type { Result } from '../result.ts';
@@ -276,6 +276,7 @@ export const tickerMachine = setup({
     input: TickerInput;
     context: TickerContext;
     events: { type: 'tick.due' };
+    emitted: { type: 'tick.finished'; ms: number; outcome: TickOutcome['status'] };
   },
   actors: { tick: tickMachine },
   actions: {
@@ -292,6 +293,11 @@ export const tickerMachine = setup({
         context.failures + (params.outcome.status === 'failed' ? 1 : 0),
       lastOutcome: (_, params: { outcome: TickOutcome }) => params.outcome,
     }),
+    announceTick: emit(({ context }) => ({
+      type: 'tick.finished' as const,
+      ms: context.lastTickMs ?? 0,
+      outcome: context.lastOutcome?.status ?? 'failed',
+    })),
     countCrash: assign({ ticks: ({ context }) => context.ticks + 1, failures: ({ context }) => context.failures + 1 }),
   },
   guards: { enabled: ({ context }) => context.enabled },
@@ -338,7 +344,10 @@ export const tickerMachine = setup({
                   periodMs: context.periodMs,
                   nudgeCooldownMs: context.nudgeCooldownMs,
                 }),
-                onDone: { target: 'idle', actions: { type: 'keepOutcome', params: ({ event }) => ({ outcome: event.output }) } },
+                onDone: {
+                  target: 'idle',
+                  actions: [{ type: 'keepOutcome', params: ({ event }) => ({ outcome: event.output }) }, 'announceTick'],
+                },
                 onError: { target: 'idle', actions: 'countCrash' },
               },
             },

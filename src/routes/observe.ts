@@ -103,6 +103,9 @@ export class ServerMetrics {
   private readonly chunkBytes: Histogram;
   private readonly inferenceLatency: Histogram;
   private readonly inferenceErrors: Counter<'kind'>;
+  private readonly tickDuration: Histogram<'outcome'>;
+  private watchedTicker: TickerRef | undefined;
+  private tickSubscription: { unsubscribe(): void } | undefined;
 
   constructor(s: ObserveSources) {
     const registers = [this.registry];
@@ -194,6 +197,23 @@ export class ServerMetrics {
         this.inc({ decision: 'no' }, decisions.no);
       },
     });
+    this.tickDuration = new Histogram({
+      name: 'foresight_intervention_tick_seconds',
+      help: 'Duration of intervention ticks by outcome',
+      labelNames: ['outcome'],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
+      registers,
+    });
+    // The ticker is restarted as a new actor after a crash: follow whichever is live.
+    const follow = () => {
+      const ticker = tickerOf(s);
+      if (ticker === this.watchedTicker) return;
+      this.tickSubscription?.unsubscribe();
+      this.watchedTicker = ticker;
+      this.tickSubscription = ticker?.on('tick.finished', ({ ms, outcome }) => this.tickDuration.observe({ outcome }, ms / 1000));
+    };
+    follow();
+    s.supervisor.subscribe({ next: follow, error: () => undefined });
     new Gauge({
       name: 'foresight_intervention_last_tick_seconds',
       help: 'Duration of the last intervention tick',
