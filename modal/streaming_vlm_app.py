@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import modal
 
 sys.path.insert(0, str(Path(__file__).parent))
-from vlm_core import ChunkRequest, SessionHistories, caption_chunk, decode_frame, env_float, env_int  # noqa: E402
+from vlm_core import SessionHistories, decode_frame, env_float, env_int, infer_for  # noqa: E402
 
 APP_NAME = os.environ.get("MODAL_APP_NAME", "foresight-streaming-vlm")
 MODEL_ID = os.environ.get("STREAMING_VLM_MODEL_ID", "mit-han-lab/StreamingVLM")
@@ -76,14 +75,7 @@ class StreamingVLMSession:
 
     @modal.method()
     def infer_chunk(self, frames: list[bytes], start_ts_s: float, end_ts_s: float, prompt: str, session_id: str) -> dict:
-        return caption_chunk(
-            ChunkRequest(frames, start_ts_s, end_ts_s, prompt, session_id),
-            histories=self.histories,
-            decode=lambda data: decode_frame(data, self.max_edge),
-            generate=self.generate,
-            max_frames=self.max_frames,
-            clock=time.perf_counter,
-        )
+        return infer_for(self, frames, start_ts_s, end_ts_s, prompt, session_id, decode_frame)
 
     @modal.method()
     def close(self, session_id: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any, Callable, Deque, Optional, Sequence
@@ -171,3 +172,15 @@ def decode_frame(data: bytes, max_edge: int) -> Optional[Any]:
     img = img.convert("RGB")
     img.thumbnail((max_edge, max_edge))
     return img
+
+
+def infer_for(session: Any, frames: Sequence[bytes], start_ts_s: float, end_ts_s: float, prompt: str, session_id: str, decode: Callable[[bytes, int], Optional[Any]]) -> dict:
+    """`infer_chunk` of an app class: its histories, frame limits and `generate`, timed with a monotonic clock."""
+    return caption_chunk(
+        ChunkRequest(frames, start_ts_s, end_ts_s, prompt, session_id),
+        histories=session.histories,
+        decode=lambda data: decode(data, session.max_edge),
+        generate=session.generate,
+        max_frames=session.max_frames,
+        clock=time.perf_counter,
+    )
