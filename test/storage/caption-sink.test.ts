@@ -28,6 +28,20 @@ afterEach(async () => {
 
 const streamUntilCaption = (client: GlassesClient) => client.sendUntil((ack) => ack.caption !== undefined, 16);
 
+/** A loopback Worker answering with `respond`, a server whose captions go to it, and a connected client. */
+async function streamingToWorker(respond: FakeHttpServer['respond']) {
+  worker = new FakeHttpServer();
+  worker.respond = respond;
+  const base = await worker.start();
+  server = await startServer({
+    config: testConfig({ VISION_CHUNK_SECONDS: '0.001', WORKER_BASE_URL: base, MAGIC_WORD: 'sesame' }),
+    inference: new FakeInference({ auto: () => undefined }),
+  });
+  const client = await GlassesClient.connect(server.url, { headers: { 'x-magic-word': 'sesame' } });
+  clients.push(client);
+  return { worker, server, client };
+}
+
 describe('caption sink (SPEC §4, §10)', () => {
   it("writes a session's captions to SQLite with their window ids, chunk times and latency", async () => {
     const store = openSqliteStore({ path: ':memory:' });
@@ -54,21 +68,13 @@ describe('caption sink (SPEC §4, §10)', () => {
   });
 
   it('posts captions to the Worker with the magic word, retrying after a 503', async () => {
-    worker = new FakeHttpServer();
     let answers = 0;
-    worker.respond = (_req, res: ServerResponse) => {
+    const { worker, server, client } = await streamingToWorker((_req, res: ServerResponse) => {
       answers += 1;
       res.writeHead(answers === 1 ? 503 : 200, { 'content-type': 'application/json' }).end('{}');
-    };
-    const base = await worker.start();
-    server = await startServer({
-      config: testConfig({ VISION_CHUNK_SECONDS: '0.001', WORKER_BASE_URL: base, MAGIC_WORD: 'sesame' }),
-      inference: new FakeInference({ auto: () => undefined }),
     });
-    const client = await GlassesClient.connect(server.url, { headers: { 'x-magic-word': 'sesame' } });
-    clients.push(client);
     const ack = await streamUntilCaption(client);
-    await worker.until(() => worker!.received.filter((r) => (r.body as { windowId: string }).windowId === ack.window_id).length === 2);
+    await worker.until(() => worker.received.filter((r) => (r.body as { windowId: string }).windowId === ack.window_id).length === 2);
     const [first, second] = worker.received.filter((r) => (r.body as { windowId: string }).windowId === ack.window_id);
     expect(first).toEqual(second);
     expect(first).toMatchObject({
@@ -108,23 +114,15 @@ describe('caption sink (SPEC §4, §10)', () => {
   });
 
   it('never slows acks when the Worker does not answer', async () => {
-    worker = new FakeHttpServer();
-    worker.respond = () => undefined; // hangs every request
-    const base = await worker.start();
-    server = await startServer({
-      config: testConfig({ VISION_CHUNK_SECONDS: '0.001', WORKER_BASE_URL: base, MAGIC_WORD: 'sesame' }),
-      inference: new FakeInference({ auto: () => undefined }),
-    });
-    const client = await GlassesClient.connect(server.url, { headers: { 'x-magic-word': 'sesame' } });
-    clients.push(client);
+    const { worker, client } = await streamingToWorker(() => undefined); // hangs every request
     await streamUntilCaption(client);
-    await worker.until(() => worker!.received.length > 0);
+    await worker.until(() => worker.received.length > 0);
     for (let i = 0; i < 200; i++) client.send(frame(64));
     await client.untilAcks(client.acks.length + 200);
-    expect(server.captionSink.stats().written).toBe(0);
+    expect(server!.captionSink.stats().written).toBe(0);
     // The sink keeps its writes; a bounded shutdown gives up on them and says so.
     await client.close();
-    await server.close(1_000);
+    await server!.close(1_000);
     server = undefined;
   });
 });
