@@ -8,7 +8,8 @@ import type { z } from 'zod';
 import { createActor, type Actor, type ActorOptions, type AnyActorLogic } from 'xstate';
 
 type Clock = NonNullable<ActorOptions<AnyActorLogic>['clock']>;
-import { noopInference, type InferencePort } from './adapters/inference.ts';
+import type { InferencePort } from './adapters/inference.ts';
+import { createModalInference, modalTargetFromHeaders } from './adapters/modal.ts';
 import { startInspection } from './adapters/inspect.ts';
 import { createLogger, type Logger } from './adapters/logger.ts';
 import { serveVisionSocket, type VisionConnection } from './adapters/vision-socket.ts';
@@ -173,7 +174,19 @@ export function createApp(
 export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   const { config } = deps;
   const logger = deps.logger ?? createLogger(config.logLevel);
-  const inference = deps.inference ?? noopInference;
+  // Without credentials (env or a connection's headers) every Modal session is a degraded no-op.
+  const inference =
+    deps.inference ??
+    createModalInference({
+      credentials:
+        config.modal.tokenId !== undefined && config.modal.tokenSecret !== undefined
+          ? { tokenId: config.modal.tokenId, tokenSecret: config.modal.tokenSecret }
+          : undefined,
+      appName: config.modal.appName,
+      className: config.modal.className,
+      timeoutMs: config.vision.inferenceTimeoutMs,
+      logger,
+    });
   const session = (deps.session ?? sessionMachine).provide({ actors: sessionActors(inference) });
   const pokeClient = deps.pokeClient ?? createPokeClient({ url: config.poke.url });
   const store = deps.store ?? openSqliteStore({ path: config.databasePath });
@@ -257,12 +270,15 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     if (url.pathname !== VISION_PATH) return refuseUpgrade(socket, 404, 'not found');
     if (!accepting) return refuseUpgrade(socket, 503, 'shutting down');
     if (!isAuthorized(config.magicWord, req.headers, url)) return refuseUpgrade(socket, 403, 'forbidden');
+    const modal = modalTargetFromHeaders(req.headers);
     wss.handleUpgrade(req, socket, head, (ws) => {
       const sessionId = randomUUID();
+      if (modal.ignored) logger.warn({ sessionId }, modal.ignored);
       const connection = serveVisionSocket(ws, {
         supervisor,
         sessionId,
         vision,
+        ...(modal.target ? { inferenceTarget: modal.target } : {}),
         captions: captionSink,
         observe: { totals, metrics },
         logger: logger.child({ sessionId }),
@@ -312,6 +328,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       const unflushed = await captionSink.flush(Math.max(500, deadlineMs - (Date.now() - started)));
       if (unflushed > 0) logger.error({ unflushed, ...captionSink.stats() }, 'captions not written before shutdown');
       await workerWriter?.close();
+      if (!deps.inference) await inference.close?.();
       if (!deps.pokeClient) await pokeClient.close();
       inspection?.stop();
       if (!deps.store) store.close();

@@ -1,4 +1,4 @@
-import { err, type Result } from '../result.ts';
+import type { Result } from '../result.ts';
 
 /** A time window of sampled frames, ready for the vision model. */
 export interface FrameChunk {
@@ -38,14 +38,28 @@ export interface InferenceSession {
   close(): Promise<void>;
 }
 
+/**
+ * Credentials (and optionally which model) a connection brought with it,
+ * instead of the server's own. Never logged; the inspector redacts it by key.
+ */
+export interface InferenceTarget {
+  tokenId: string;
+  tokenSecret: string;
+  appName?: string;
+  className?: string;
+}
+
 export interface OpenRequest {
   sessionId: string;
   prompt: string;
+  target?: InferenceTarget;
 }
 
 /** The role the session actor needs from a vision model: open → infer chunks → close. */
 export interface InferencePort {
   open(request: OpenRequest, signal: AbortSignal): Promise<Result<InferenceSession, InferenceError>>;
+  /** Releases what the port shares between sessions (SDK clients, channels); called at shutdown. */
+  close?(): void | Promise<void>;
 }
 
 /** Thrown inside actor logic so the machine's `onError` can branch on `kind`. */
@@ -57,8 +71,3 @@ export class InferenceFailure extends Error implements InferenceError {
     this.kind = error.kind;
   }
 }
-
-/** The inference used when no model is configured: every session runs degraded, acking only. */
-export const noopInference: InferencePort = {
-  open: async () => err({ kind: 'no-credentials', message: 'no inference credentials configured' }),
-};

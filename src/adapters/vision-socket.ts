@@ -5,6 +5,7 @@ import type { AckFields, SessionVisionSettings } from '../machines/session.ts';
 import { sessionSystemId, type SessionRef, type supervisorMachine } from '../machines/supervisor.ts';
 import type { ServerMetrics, StreamTotals } from '../routes/observe.ts';
 import type { CaptionSink } from './caption-sink.ts';
+import type { InferenceTarget } from './inference.ts';
 import type { Logger } from './logger.ts';
 
 /**
@@ -32,6 +33,8 @@ export interface VisionSocketOptions {
   supervisor: Actor<typeof supervisorMachine>;
   sessionId: string;
   vision: SessionVisionSettings;
+  /** Model credentials the client sent with the upgrade, if any. */
+  inferenceTarget?: InferenceTarget;
   /** Receives every caption, keyed by its window id. */
   captions: CaptionSink;
   /** Totals bumped per frame and the metrics fed per chunk and result. */
@@ -53,7 +56,10 @@ export function serveVisionSocket(ws: WebSocket, options: VisionSocketOptions): 
   const { totals, metrics } = options.observe;
   const openedAt = Date.now();
   const frames = new Subject<Uint8Array>();
-  supervisor.send({ type: 'session.open', input: { sessionId, frames, vision } });
+  supervisor.send({
+    type: 'session.open',
+    input: { sessionId, frames, vision, ...(options.inferenceTarget ? { inferenceTarget: options.inferenceTarget } : {}) },
+  });
   const session = supervisor.system.get(sessionSystemId(sessionId)) as SessionRef;
 
   logger.debug({}, 'session opened');

@@ -6,6 +6,8 @@ import {
   type FrameChunk,
   type InferencePort,
   type InferenceSession,
+  type InferenceTarget,
+  type OpenRequest,
 } from '../adapters/inference.ts';
 import { windowFrames } from '../streams/window-frames.ts';
 
@@ -36,6 +38,8 @@ export interface SessionInput {
   /** Frame bytes as they arrive on the socket. */
   frames: Observable<Uint8Array>;
   vision: SessionVisionSettings;
+  /** Credentials the connection brought (upgrade headers), instead of the server's. */
+  inferenceTarget?: InferenceTarget;
 }
 
 /** What the machine remembers of the chunk in flight; the frames stay with the invoked actor. */
@@ -86,7 +90,7 @@ const notProvided = (name: string) => () => {
 
 /** Opens the inference session for a connection; a typed failure rejects with an InferenceFailure. */
 export const openInferenceActor = (port: InferencePort) =>
-  fromPromise<InferenceSession, { sessionId: string; prompt: string }>(async ({ input, signal }) => {
+  fromPromise<InferenceSession, OpenRequest>(async ({ input, signal }) => {
     const opened = await port.open(input, signal);
     if (!opened.ok) throw new InferenceFailure(opened.error);
     return opened.value;
@@ -192,7 +196,7 @@ export const sessionMachine = setup({
     emitted: SessionEmitted;
   },
   actors: {
-    openInference: fromPromise<InferenceSession, { sessionId: string; prompt: string }>(notProvided('openInference')),
+    openInference: fromPromise<InferenceSession, OpenRequest>(notProvided('openInference')),
     inferChunks: fromCallback<InferCommand>(notProvided('inferChunks')),
     closeInference: fromPromise<void, { inference: InferenceSession | null }>(notProvided('closeInference')),
     windowFrames: windowFramesActor(),
@@ -252,6 +256,8 @@ export const sessionMachine = setup({
   guards: {
     // Guards run before the transition's actions: count the failure in hand.
     circuitOpen: ({ context }) => context.failures + 1 >= context.vision.maxInferenceFailures,
+    // The model is not there (say, not deployed): retrying each chunk cannot help, the cooldown may.
+    openFailed: (_, params: { kind: string }) => params.kind === 'open-failed',
     noCredentials: (_, params: { error: unknown }) => failureKind(params.error) === 'no-credentials',
     hasInference: ({ context }) => context.inference !== null,
   },
@@ -317,7 +323,11 @@ export const sessionMachine = setup({
             opening: {
               invoke: {
                 src: 'openInference',
-                input: ({ context }) => ({ sessionId: context.sessionId, prompt: context.vision.prompt }),
+                input: ({ context }) => ({
+                  sessionId: context.sessionId,
+                  prompt: context.vision.prompt,
+                  ...(context.inferenceTarget ? { target: context.inferenceTarget } : {}),
+                }),
                 onDone: {
                   target: 'idle',
                   actions: [
@@ -393,6 +403,17 @@ export const sessionMachine = setup({
                   actions: { type: 'failChunk', params: ({ event }) => ({ message: event.message, kind: event.kind }) },
                 },
                 'chunk.failed': [
+                  {
+                    guard: { type: 'openFailed', params: ({ event }) => ({ kind: event.kind }) },
+                    target: 'degraded',
+                    actions: [
+                      'countFailure',
+                      'resetFailures',
+                      { type: 'markDegraded', params: ({ event }) => ({ reason: `open-failed: ${event.message}` }) },
+                      { type: 'emitInferenceError', params: ({ event }) => ({ message: event.message, kind: event.kind }) },
+                      'endChunk',
+                    ],
+                  },
                   {
                     guard: 'circuitOpen',
                     target: 'degraded',

@@ -136,6 +136,28 @@ describe('session machine (SPEC §5)', () => {
     actor.stop();
   });
 
+  it('goes degraded at once when a chunk finds the model missing (open-failed), and tries again after the cooldown', async () => {
+    let call = 0;
+    const inference = new FakeInference({
+      auto: () => (++call === 1 ? { kind: 'open-failed', message: "Class 'a/B' not found" } : undefined),
+    });
+    const { actor, clock, outcomes } = run(inference, { maxInferenceFailures: 3, degradedCooldownMs: 10_000 });
+    await waitFor(actor, (s) => s.matches({ active: { inference: 'idle' } }));
+    actor.send({ type: 'window.ready', chunk: chunk(0) });
+    await waitFor(actor, (s) => s.matches({ active: { inference: 'degraded' } }));
+    expect(actor.getSnapshot().context.degradedReason).toBe("open-failed: Class 'a/B' not found");
+    expect(actor.getSnapshot().context.failures).toBe(0);
+    expect(outcomes).toEqual([
+      { inference_error: "Class 'a/B' not found", window_id: 's1-0', chunk_start_s: 0, chunk_end_s: 0.5 },
+    ]);
+    clock.increment(10_000);
+    expect(inferenceState(actor)).toBe('idle');
+    actor.send({ type: 'window.ready', chunk: chunk(1) });
+    await waitFor(actor, (s) => s.matches({ active: { inference: 'idle' } }) && s.context.captions === 1);
+    expect(actor.getSnapshot().context.degradedReason).toBeNull();
+    actor.stop();
+  });
+
   it('drops windows while degraded and stays ready for the next', async () => {
     const inference = new FakeInference({ openError: { kind: 'no-credentials', message: 'none' } });
     const { actor, ready } = run(inference);
