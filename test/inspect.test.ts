@@ -31,11 +31,16 @@ describe('Stately inspection (SPEC §11)', () => {
         MAGIC_WORD: 'magic-secret-1',
         POKE_API_KEY: 'poke-secret-2',
         OPENAI_API_KEY: 'sk-secret-3',
+        MODAL_TOKEN_ID: 'ak-secret-4',
+        MODAL_TOKEN_SECRET: 'as-secret-5',
       }),
       inference: new FakeInference({ auto: () => undefined }),
       inspectorRelayUrl: relayUrl,
     });
-    const client = await GlassesClient.connect(server.url, { headers: { 'x-magic-word': 'magic-secret-1' } });
+    // The connection brings its own Modal pair: it travels in the session's input.
+    const client = await GlassesClient.connect(server.url, {
+      headers: { 'x-magic-word': 'magic-secret-1', 'x-modal-token-id': 'ak-secret-6', 'x-modal-token-secret': 'as-secret-7' },
+    });
     // 0x5a5a… frames: their bytes would show up as runs of 90 in JSON.
     await client.sendUntil((a) => a.caption !== undefined, 64);
     client.send(frame(64, 0x5a));
@@ -56,7 +61,8 @@ describe('Stately inspection (SPEC §11)', () => {
     const all = messages.join('\n');
     expect(all).toContain('"bytes":64');
     expect(all).not.toMatch(/(90,){8}/);
-    expect(all).not.toMatch(/magic-secret-1|poke-secret-2|sk-secret-3/);
+    expect(all).toContain('"tokenSecret":"[redacted]"');
+    expect(all).not.toMatch(/magic-secret-1|poke-secret-2|sk-secret-3|ak-secret-4|as-secret-5|ak-secret-6|as-secret-7/);
   });
 });
 

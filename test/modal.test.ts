@@ -1,0 +1,312 @@
+import { createServer } from 'node:net';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createModalInference, modalTargetFromHeaders, type ModalInference } from '../src/adapters/modal.ts';
+import { startServer, type RunningServer } from '../src/server.ts';
+import { FakeModalControlPlane, RemoteException } from './fakes/modal-control-plane.ts';
+import { testConfig } from './helpers/config.ts';
+import { frame, GlassesClient, type Ack } from './helpers/ws-client.ts';
+
+// The real Modal JS SDK throughout: either against a closed loopback port (a
+// Modal that cannot be reached) or with its gRPC calls answered by
+// FakeModalControlPlane through the SDK's `grpcMiddleware` hook (see there).
+
+const ENV_PAIR = { MODAL_TOKEN_ID: 'ak-envtoken', MODAL_TOKEN_SECRET: 'as-envsecret' };
+/** Chunks are due at once, so a frame or two start an inference. */
+const FAST = { VISION_CHUNK_SECONDS: '0.001', ...ENV_PAIR };
+
+let server: RunningServer | undefined;
+let modal: ModalInference | undefined;
+const clients: GlassesClient[] = [];
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => (c.closeCode === undefined ? c.close() : c.closed)));
+  await server?.close();
+  modal?.close();
+  server = undefined;
+  modal = undefined;
+});
+
+/** A server whose inference is the Modal adapter over the real SDK, answered by `fake`. */
+async function startWithFake(fake: FakeModalControlPlane, env: Record<string, string> = {}) {
+  const config = testConfig({ ...FAST, ...env });
+  modal = createModalInference({
+    credentials: { tokenId: config.modal.tokenId!, tokenSecret: config.modal.tokenSecret! },
+    appName: config.modal.appName,
+    className: config.modal.className,
+    timeoutMs: config.vision.inferenceTimeoutMs,
+    client: { grpcMiddleware: [fake.middleware] },
+  });
+  server = await startServer({ config, inference: modal });
+  return server;
+}
+
+async function connect(headers?: Record<string, string>) {
+  const client = await GlassesClient.connect(server!.url, headers ? { headers } : {});
+  clients.push(client);
+  return client;
+}
+
+/** Frames at a camera's pace until `predicate` holds over the acks. */
+async function stream(client: GlassesClient, predicate: (acks: Ack[]) => boolean, bytes = 64): Promise<void> {
+  let n = 0;
+  const camera = setInterval(() => client.send(frame(bytes, n++ & 0xff)), 10);
+  try {
+    await client.until(() => predicate(client.acks), 'stream condition');
+  } finally {
+    clearInterval(camera);
+  }
+}
+
+const errors = (acks: Ack[]) => acks.filter((a) => 'inference_error' in a);
+const captions = (acks: Ack[]) => acks.filter((a) => 'caption' in a);
+const inOrder = (acks: Ack[]) => acks.every((a, i) => a.frame === i + 1);
+const onlySession = () => {
+  const [id] = server!.connections().keys();
+  return server!.session(id!)!;
+};
+
+describe('Modal credentials from upgrade headers (SPEC §7)', () => {
+  it('takes a full pair, with app and class names', () => {
+    expect(
+      modalTargetFromHeaders({
+        'x-modal-token-id': 'ak-1',
+        'x-modal-token-secret': 'as-1',
+        'x-modal-app-name': 'my-app',
+        'x-modal-class-name': 'MyVLM',
+      }),
+    ).toEqual({ target: { tokenId: 'ak-1', tokenSecret: 'as-1', appName: 'my-app', className: 'MyVLM' } });
+    expect(modalTargetFromHeaders({ 'x-modal-token-id': 'ak-1', 'x-modal-token-secret': 'as-1' })).toEqual({
+      target: { tokenId: 'ak-1', tokenSecret: 'as-1' },
+    });
+  });
+
+  it('ignores half a pair, naming the headers but never their values', () => {
+    const half = modalTargetFromHeaders({ 'x-modal-token-id': 'ak-1', 'x-modal-app-name': 'my-app' });
+    expect(half).toEqual({ ignored: 'x-modal-token-id, x-modal-app-name ignored: sent with half a token pair' });
+    expect(modalTargetFromHeaders({ 'x-modal-token-secret': 'as-1' }).target).toBeUndefined();
+  });
+
+  it('ignores app and class headers without a pair', () => {
+    expect(modalTargetFromHeaders({ 'x-modal-app-name': 'my-app', 'x-modal-class-name': 'MyVLM' })).toEqual({
+      ignored: 'x-modal-app-name, x-modal-class-name ignored: sent without a token pair',
+    });
+  });
+
+  it('ignores empty and repeated header values', () => {
+    expect(modalTargetFromHeaders({ 'x-modal-token-id': '  ', 'x-modal-token-secret': 'as-1' }).target).toBeUndefined();
+    expect(modalTargetFromHeaders({ 'x-modal-token-id': ['a', 'b'], 'x-modal-token-secret': 'as-1' }).target).toBeUndefined();
+    expect(modalTargetFromHeaders({})).toEqual({});
+  });
+});
+
+describe('Modal adapter without credentials', () => {
+  it('runs the session as a degraded no-op: acks only, no error on any ack', async () => {
+    server = await startServer({ config: testConfig({ VISION_CHUNK_SECONDS: '0.001' }) });
+    const client = await connect();
+    for (let i = 0; i < 30; i++) client.send(frame(100));
+    await client.untilAcks(30);
+    expect(client.acks.every((a) => Object.keys(a).length === 2)).toBe(true);
+    expect(inOrder(client.acks)).toBe(true);
+    expect(onlySession().getSnapshot().context.degradedReason).toBe('no-credentials');
+  });
+
+  it('app and class headers alone do not give a session credentials', async () => {
+    server = await startServer({ config: testConfig({ VISION_CHUNK_SECONDS: '0.001' }) });
+    const client = await connect({ 'x-modal-app-name': 'other-app', 'x-modal-class-name': 'Other' });
+    client.send(frame(10));
+    await client.untilAcks(1);
+    expect(onlySession().getSnapshot().context.degradedReason).toBe('no-credentials');
+  });
+});
+
+describe('Modal adapter with an unreachable Modal (MODAL_SERVER_URL on a closed port)', () => {
+  const saved = process.env.MODAL_SERVER_URL;
+  beforeAll(async () => {
+    // Bind and release a port: nothing listens there afterwards.
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as { port: number };
+        probe.close(() => resolve(port));
+      });
+    });
+    process.env.MODAL_SERVER_URL = `http://127.0.0.1:${port}`;
+  });
+  afterAll(() => {
+    if (saved === undefined) delete process.env.MODAL_SERVER_URL;
+    else process.env.MODAL_SERVER_URL = saved;
+  });
+
+  it('puts an inference_error on an ack for every chunk, opens the circuit, and never stops acking', { timeout: 40_000 }, async () => {
+    server = await startServer({ config: testConfig({ ...FAST, VISION_MAX_INFERENCE_FAILURES: '2' }) });
+    const client = await connect();
+    await stream(client, () => onlySession().getSnapshot().context.degradedReason === 'circuit-open');
+    const failed = errors(client.acks);
+    expect(failed).toHaveLength(2);
+    for (const ack of failed) {
+      expect(ack.inference_error).toMatch(/^modal: .*UNAVAILABLE/);
+      expect(ack.inference_error).not.toContain('envsecret');
+      expect(ack.window_id).toMatch(/-\d+$/);
+    }
+    const before = client.acks.length;
+    for (let i = 0; i < 10; i++) client.send(frame(10));
+    await client.untilAcks(before + 10);
+    expect(inOrder(client.acks)).toBe(true);
+  });
+});
+
+describe('Modal adapter against the control-plane fake', () => {
+  it('hands the sampled frames to infer_chunk through the SDK and puts the caption on the next ack', async () => {
+    const fake = new FakeModalControlPlane();
+    await startWithFake(fake, { VISION_CHUNK_SECONDS: '0.05', VISION_FRAMES_PER_CHUNK: '3' });
+    const client = await connect();
+    const sent: Buffer[] = [];
+    let n = 0;
+    const camera = setInterval(() => {
+      const bytes = Buffer.from(`frame-${++n}`);
+      sent.push(bytes);
+      client.send(bytes);
+    }, 5);
+    await client.until(() => captions(client.acks).length >= 2, 'two captions').finally(() => clearInterval(camera));
+
+    const [first] = fake.chunks;
+    expect(first!.sessionId).toBe(onlySession().getSnapshot().context.sessionId);
+    expect(first!.prompt).toBe(testConfig().vision.prompt);
+    for (const chunk of fake.chunks) {
+      expect(chunk.frames.length).toBeGreaterThan(0);
+      expect(chunk.frames.length).toBeLessThanOrEqual(3);
+      // Bytes went through CBOR as byte strings, each one a frame the client sent.
+      for (const f of chunk.frames) expect(sent.some((s) => Buffer.from(f).equals(s))).toBe(true);
+      expect(chunk.endS).toBeGreaterThanOrEqual(chunk.startS);
+    }
+    const caption = captions(client.acks)[0]!;
+    expect(caption).toMatchObject({
+      caption: `A person looks at ${first!.frames.length} frames.`,
+      latency_ms: 41.5,
+      tokens_generated: 9,
+      chunk_start_s: first!.startS,
+      chunk_end_s: first!.endS,
+      window_id: `${first!.sessionId}-0`,
+    });
+    expect(inOrder(client.acks)).toBe(true);
+  });
+
+  it('shares one SDK client and one class lookup among sessions with the same credentials', async () => {
+    const fake = new FakeModalControlPlane();
+    await startWithFake(fake);
+    const a = await connect();
+    const b = await connect();
+    await Promise.all([stream(a, (acks) => captions(acks).length >= 2), stream(b, (acks) => captions(acks).length >= 2)]);
+    // Class lookups are cached per SDK client: one lookup means one client served both.
+    expect(modal!.clients()).toBe(1);
+    expect(fake.functionGets).toEqual([{ appName: 'foresight-gemma3-vlm', objectTag: 'Gemma3VLMSession.*' }]);
+    expect(new Set(fake.chunks.map((c) => c.sessionId)).size).toBe(2);
+  });
+
+  it('gives a header pair its own client, app and class; names without a pair are ignored', async () => {
+    const fake = new FakeModalControlPlane();
+    fake.deployed.add('their-app/TheirVLM');
+    await startWithFake(fake);
+    const theirs = await connect({
+      'x-modal-token-id': 'ak-theirs',
+      'x-modal-token-secret': 'as-theirs',
+      'x-modal-app-name': 'their-app',
+      'x-modal-class-name': 'TheirVLM',
+    });
+    const namesOnly = await connect({ 'x-modal-app-name': 'their-app', 'x-modal-class-name': 'TheirVLM' });
+    await Promise.all([
+      stream(theirs, (acks) => captions(acks).length >= 1),
+      stream(namesOnly, (acks) => captions(acks).length >= 1),
+    ]);
+    expect(modal!.clients()).toBe(2);
+    expect(fake.functionGets).toHaveLength(2);
+    expect(fake.functionGets).toEqual(
+      expect.arrayContaining([
+        { appName: 'their-app', objectTag: 'TheirVLM.*' },
+        { appName: 'foresight-gemma3-vlm', objectTag: 'Gemma3VLMSession.*' },
+      ]),
+    );
+    expect(new Set(fake.chunks.map((c) => c.sessionId)).size).toBe(2);
+  });
+
+  it('reports output that is not a caption as an inference_error and goes on', async () => {
+    const fake = new FakeModalControlPlane();
+    let call = 0;
+    fake.answer = (c) => (++call === 1 ? 'just a string' : call === 2 ? { tokens_generated: 3 } : { caption: `ok ${c.frames.length}` });
+    await startWithFake(fake);
+    const client = await connect();
+    await stream(client, (acks) => captions(acks).length >= 1);
+    expect(errors(client.acks).map((a) => a.inference_error)).toEqual([
+      'invalid inference output: Invalid input: expected object, received string',
+      'invalid inference output: caption: Invalid input: expected string, received undefined',
+    ]);
+    // Fields the model left out come from the chunk and the round trip.
+    const caption = captions(client.acks)[0]!;
+    expect(caption.chunk_start_s).toBe(fake.chunks[2]!.startS);
+    expect(typeof caption.latency_ms).toBe('number');
+    expect(caption).not.toHaveProperty('tokens_generated');
+  });
+
+  it("reports the model's exception on an ack, with no secret in it", async () => {
+    const fake = new FakeModalControlPlane();
+    let call = 0;
+    fake.answer = () => {
+      if (++call === 1) throw new RemoteException('ChunkError: none of the 2 frames decoded (key as-envsecret)');
+      return { caption: 'fine' };
+    };
+    await startWithFake(fake);
+    const client = await connect();
+    await stream(client, (acks) => captions(acks).length >= 1);
+    expect(errors(client.acks).map((a) => a.inference_error)).toEqual([
+      'Remote error: ChunkError: none of the 2 frames decoded (key [redacted])',
+    ]);
+  });
+
+  it('degrades a session whose class is not deployed with open-failed, said once on an ack', async () => {
+    const fake = new FakeModalControlPlane();
+    await startWithFake(fake, { MODAL_APP_NAME: 'not-deployed' });
+    const client = await connect();
+    await stream(client, (acks) => errors(acks).length >= 1);
+    for (let i = 0; i < 20; i++) client.send(frame(10));
+    await client.untilAcks(client.acks.length + 20);
+    expect(errors(client.acks).map((a) => a.inference_error)).toEqual(["Class 'not-deployed/Gemma3VLMSession' not found"]);
+    expect(onlySession().getSnapshot().context.degradedReason).toBe("open-failed: Class 'not-deployed/Gemma3VLMSession' not found");
+  });
+
+  it('recovers a session that went degraded once Modal answers again, after the cooldown', { timeout: 40_000 }, async () => {
+    const fake = new FakeModalControlPlane();
+    fake.unavailable = true;
+    await startWithFake(fake, { VISION_MAX_INFERENCE_FAILURES: '2', VISION_DEGRADED_COOLDOWN_S: '0.2' });
+    const client = await connect();
+    await stream(client, () => onlySession().getSnapshot().context.degradedReason === 'circuit-open');
+    expect(errors(client.acks).every((a) => /UNAVAILABLE: fake Modal is down/.test(String(a.inference_error)))).toBe(true);
+    fake.unavailable = false;
+    await stream(client, (acks) => captions(acks).length >= 1);
+    expect(onlySession().getSnapshot().context.degradedReason).toBeNull();
+    expect(inOrder(client.acks)).toBe(true);
+  });
+
+  it('on disconnect during inference stops waiting and calls close(session_id)', async () => {
+    const fake = new FakeModalControlPlane();
+    fake.hang();
+    await startWithFake(fake);
+    const client = await connect();
+    client.send(frame(10));
+    client.send(frame(10));
+    await fake.until(() => fake.chunks.length === 1);
+    expect(onlySession().getSnapshot().value).toMatchObject({ active: { inference: 'inferring' } });
+    await client.close();
+    await fake.until(() => fake.closes.length === 1);
+    expect(fake.closes).toEqual([fake.chunks[0]!.sessionId]);
+    fake.releaseAll();
+  });
+
+  it('reports a model that does not answer within VISION_INFERENCE_TIMEOUT_MS', async () => {
+    const fake = new FakeModalControlPlane();
+    fake.hang();
+    await startWithFake(fake, { VISION_INFERENCE_TIMEOUT_MS: '200' });
+    const client = await connect();
+    await stream(client, (acks) => errors(acks).length >= 1);
+    expect(errors(client.acks)[0]!.inference_error).toBe('inference timed out');
+    fake.releaseAll();
+  });
+});
