@@ -5,7 +5,7 @@
  *
  *   --rounds N   repeats of each scenario per server (medians are reported); default 3 for (a), 1 otherwise
  *   --quick      shorter runs, for a smoke check
- *   --only abc   run only the named scenarios
+ *   --only abcd  run only the named scenarios
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -20,7 +20,7 @@ const quick = args.includes('--quick');
 const roundsArg = args.indexOf('--rounds');
 const rounds = roundsArg >= 0 ? Number(args[roundsArg + 1]) : undefined;
 const onlyArg = args.indexOf('--only');
-const only = onlyArg >= 0 ? (args[onlyArg + 1] ?? '') : 'abc';
+const only = onlyArg >= 0 ? (args[onlyArg + 1] ?? '') : 'abcd';
 const pin = existsSync('/usr/bin/taskset') || existsSync('/bin/taskset');
 const CLK_TCK = 100;
 const KiB = 1024;
@@ -240,6 +240,25 @@ if (only.includes('c')) {
   const b = median(c.bare.map((m) => m.memoryPerSessionKiB));
   rows.push({ metric: '(c) 1000×1 fps×2 KiB, memory per session', foresight: f, bare: b, unit: 'KiB', goal: '≤ 48 KiB', pass: f <= 48 });
   log('(c) done');
+}
+
+// (d) what reaches the model: 30 fps × 40 KiB with VISION_FRAMES_PER_CHUNK=6, against sending every frame.
+if (only.includes('d')) {
+  const sessions = 20;
+  const d = await measure(
+    'foresight',
+    (url) => ({ kind: 'paced', url, sessions, fps: 30, frameBytes: 40 * KiB, warmupMs: 1_000, durationMs: quick ? 3_000 : 8_000 }),
+    sessions,
+  );
+  const stats = d.memory.chunkStats;
+  const framesPerChunk = stats.frames / stats.chunks;
+  const sampledPerChunk = stats.bytes / stats.chunks;
+  // The usual design hands the model every frame of the window.
+  const everyPerChunk = (stats.framesSeen / stats.chunks) * 40 * KiB;
+  log(`(d) ${stats.chunks} chunks from ${sessions} sessions at 30 fps: ${fmt(framesPerChunk)} of ${fmt(stats.framesSeen / stats.chunks)} frames per chunk`);
+  rows.push({ metric: '(d) 30 fps×40 KiB, frames per chunk to inference', foresight: framesPerChunk, bare: stats.framesSeen / stats.chunks, unit: 'frames', goal: '≤ 6 (bare column: every frame)', pass: framesPerChunk <= 6 });
+  rows.push({ metric: '(d) bytes per chunk to inference', foresight: sampledPerChunk / KiB, bare: everyPerChunk / KiB, unit: 'KiB', goal: '≈ 1/5 of every frame', pass: sampledPerChunk * 4 <= everyPerChunk });
+  log('(d) done');
 }
 
 log('');
