@@ -1,9 +1,9 @@
-import { createServer } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createModalInference, modalTargetFromHeaders, type ModalInference } from '../src/adapters/modal.ts';
 import { startServer, type RunningServer } from '../src/server.ts';
 import { FakeModalControlPlane, RemoteException } from './fakes/modal-control-plane.ts';
 import { testConfig } from './helpers/config.ts';
+import { closedPort } from './helpers/ports.ts';
 import { frame, GlassesClient, type Ack } from './helpers/ws-client.ts';
 
 // The real Modal JS SDK throughout: either against a closed loopback port (a
@@ -122,13 +122,7 @@ describe('Modal adapter without credentials', () => {
 describe('Modal adapter with an unreachable Modal (MODAL_SERVER_URL on a closed port)', () => {
   const saved = process.env.MODAL_SERVER_URL;
   beforeAll(async () => {
-    // Bind and release a port: nothing listens there afterwards.
-    const port = await new Promise<number>((resolve) => {
-      const probe = createServer().listen(0, '127.0.0.1', () => {
-        const { port } = probe.address() as { port: number };
-        probe.close(() => resolve(port));
-      });
-    });
+    const port = await closedPort();
     process.env.MODAL_SERVER_URL = `http://127.0.0.1:${port}`;
   });
   afterAll(() => {

@@ -1,39 +1,8 @@
 import { Agent, errors, request } from 'undici';
-import { err, ok, type Result } from '../result.ts';
+import { err } from '../result.ts';
+import { parseRetryAfter, type PokeClient, type PokeClientConfig, answerOf } from './poke-protocol.ts';
 
-/** A failed delivery: what happened, whether trying again can help, and how long the server asked us to wait. */
-export interface PokeError {
-  kind: 'http' | 'network' | 'timeout';
-  status?: number;
-  retryable: boolean;
-  /** From a `Retry-After` header, in ms. */
-  retryAfterMs?: number;
-  /** Short and safe to show a client: never the key, never the raw SDK message. */
-  reason: string;
-}
-
-/** The role the Poke sender needs: deliver one message with a key. */
-export interface PokeClient {
-  send(message: string, apiKey: string, signal?: AbortSignal): Promise<Result<unknown, PokeError>>;
-  close(): Promise<void>;
-}
-
-export interface PokeClientConfig {
-  url: string;
-  timeoutMs?: number;
-}
-
-/** `Retry-After` as seconds or an HTTP date, in ms from now; undefined when absent or unreadable. */
-export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
-  const text = Array.isArray(value) ? value[0] : value;
-  if (text === undefined || text.trim() === '') return undefined;
-  const seconds = Number(text);
-  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
-  const date = Date.parse(text);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
-}
-
-const retryableStatus = (status: number) => status >= 500 || status === 429 || status === 408;
+export { parseRetryAfter, type PokeClient, type PokeClientConfig, type PokeError } from './poke-protocol.ts';
 
 /** Poke's inbound webhook over a pooled keep-alive agent (SPEC §6). */
 export function createPokeClient(config: PokeClientConfig): PokeClient {
@@ -51,21 +20,7 @@ export function createPokeClient(config: PokeClientConfig): PokeClient {
           signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
         });
         const text = await res.body.text(); // always drain, or the socket stays checked out
-        if (res.statusCode < 300) {
-          try {
-            return ok(text === '' ? null : (JSON.parse(text) as unknown));
-          } catch {
-            return ok(text);
-          }
-        }
-        const retryAfterMs = parseRetryAfter(res.headers['retry-after']);
-        return err({
-          kind: 'http',
-          status: res.statusCode,
-          retryable: retryableStatus(res.statusCode),
-          ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
-          reason: `Poke API answered ${res.statusCode}`,
-        });
+        return answerOf(res.statusCode, text, parseRetryAfter(res.headers['retry-after']));
       } catch (error) {
         if (timeout.aborted || error instanceof errors.HeadersTimeoutError || error instanceof errors.BodyTimeoutError) {
           return err({ kind: 'timeout', retryable: true, reason: `Poke API did not answer within ${timeoutMs} ms` });
