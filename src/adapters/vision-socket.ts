@@ -4,6 +4,7 @@ import type { Actor } from 'xstate';
 import type { AckFields, SessionVisionSettings } from '../machines/session.ts';
 import { sessionSystemId, type SessionRef, type supervisorMachine } from '../machines/supervisor.ts';
 import type { ServerMetrics, StreamTotals } from '../routes/observe.ts';
+import { captionUploadFromAck } from '../schemas/uploads.ts';
 import type { CaptionSink } from './caption-sink.ts';
 import type { InferenceTarget } from './inference.ts';
 import type { Logger } from './logger.ts';
@@ -77,15 +78,7 @@ export function serveVisionSocket(ws: WebSocket, options: VisionSocketOptions): 
     if ('inference_error' in fields) metrics.countInferenceError(errorKind ?? 'unknown');
     if ('caption' in fields) {
       metrics.observeCaption(fields.latency_ms);
-      captions.write({
-        windowId: fields.window_id,
-        timestamp: openedAt + Math.round(fields.chunk_start_s * 1000),
-        chunkStartS: fields.chunk_start_s,
-        chunkEndS: fields.chunk_end_s,
-        caption: fields.caption,
-        latencyMs: Math.round(fields.latency_ms),
-        ...(fields.tokens_generated === undefined ? {} : { tokensGenerated: fields.tokens_generated }),
-      });
+      captions.write(captionUploadFromAck(fields, openedAt));
     }
     if (pending.length === MAX_PENDING_RESULTS) {
       pending.shift();

@@ -64,3 +64,32 @@ export function describeIssue(error: z.ZodError): string {
   const path = issue.path.length > 0 ? issue.path.join('.') : 'body';
   return `${path}: ${issue.message}`;
 }
+
+/** The caption fields of an ack (SPEC §4) as the Worker's relay reads them off the wire. */
+export const captionAckSchema = z.object({
+  window_id: windowId,
+  caption: z.string().max(10_000),
+  chunk_start_s: z.number().nonnegative(),
+  chunk_end_s: z.number().nonnegative(),
+  latency_ms: z.number().nonnegative().optional(),
+  tokens_generated: z.number().int().nonnegative().optional(),
+});
+export type CaptionAck = z.output<typeof captionAckSchema>;
+
+/**
+ * The stored form of a caption that rode on an ack; `openedAt` is when the
+ * connection opened (epoch ms), so `timestamp` is the chunk's wall-clock start.
+ * The socket layer and the Worker's relay both write captions this way, keyed
+ * by `window_id`, so either write deduplicates the other.
+ */
+export function captionUploadFromAck(ack: CaptionAck, openedAt: number): CaptionUpload {
+  return {
+    windowId: ack.window_id,
+    timestamp: openedAt + Math.round(ack.chunk_start_s * 1000),
+    chunkStartS: ack.chunk_start_s,
+    chunkEndS: ack.chunk_end_s,
+    caption: ack.caption,
+    ...(ack.latency_ms === undefined ? {} : { latencyMs: Math.round(ack.latency_ms) }),
+    ...(ack.tokens_generated === undefined ? {} : { tokensGenerated: ack.tokens_generated }),
+  };
+}

@@ -1,0 +1,62 @@
+import { z } from 'zod';
+import type { BackendContainer } from './container.ts';
+
+/** Bindings, vars and secrets of the Worker (wrangler.jsonc; secrets with `wrangler secret put`). */
+export interface Env {
+  DB: D1Database;
+  BACKEND: DurableObjectNamespace<BackendContainer>;
+  MAGIC_WORD?: string;
+  WORKER_BASE_URL?: string;
+  MODAL_TOKEN_ID?: string;
+  MODAL_TOKEN_SECRET?: string;
+  MODAL_APP_NAME?: string;
+  MODAL_CLASS_NAME?: string;
+  POKE_API_KEY?: string;
+  POKE_API_URL?: string;
+  OPENAI_API_KEY?: string;
+  OPENAI_BASE_URL?: string;
+  INTERVENTION_MODEL?: string;
+  INTERVENTION_NUDGE_COOLDOWN_S?: string;
+  /** Container instances glasses connections are spread over. */
+  BACKEND_INSTANCES?: string;
+  LOG_LEVEL?: string;
+}
+
+const text = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+const count = (fallback: number, min: number, max: number) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === '') return fallback;
+      const n = Number(v);
+      if (Number.isInteger(n) && n >= min && n <= max) return n;
+      ctx.addIssue({ code: 'custom', message: `expected a whole number from ${min} to ${max}, got "${v}"` });
+      return z.NEVER;
+    });
+
+const settingsSchema = z.object({
+  MAGIC_WORD: text,
+  BACKEND_INSTANCES: count(3, 1, 100),
+  INTERVENTION_NUDGE_COOLDOWN_S: count(300, 0, 86_400),
+  INTERVENTION_MODEL: text.transform((v) => v ?? 'gpt-4o-mini'),
+  POKE_API_URL: text.pipe(z.url().optional()).transform((v) => v ?? 'https://poke.com/api/v1/inbound-sms/webhook'),
+  OPENAI_BASE_URL: text.pipe(z.url().optional()),
+});
+
+export type Settings = z.output<typeof settingsSchema>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** The Worker's settings, validated with zod; a bad value names the variable. */
+export function settingsOf(env: Env): Settings {
+  const parsed = settingsSchema.safeParse(env);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  throw new ConfigError(`invalid configuration: ${issue?.path.join('.') ?? '?'}: ${issue?.message ?? 'invalid'}`);
+}

@@ -1,0 +1,134 @@
+import { getRandom } from '@cloudflare/containers';
+import type { z } from 'zod';
+import { secretsEqual } from '../../src/auth.ts';
+import { biometricUploadSchema, captionUploadSchema, describeIssue } from '../../src/schemas/uploads.ts';
+import { runCronTick } from './cron.ts';
+import { d1Store } from './d1-store.ts';
+import { ConfigError, settingsOf, type Env, type Settings } from './env.ts';
+import { errorText, log as logAs } from './log.ts';
+import { relayWebSocket } from './relay.ts';
+
+export { BackendContainer } from './container.ts';
+
+/** Upload bodies above this are refused with a 400 naming the body (as the Node server does). */
+export const MAX_UPLOAD_BYTES = 256 * 1024;
+
+const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
+  Response.json(body, { status, headers });
+const log = (fields: Record<string, unknown>) => logAs('worker', fields);
+
+/** Routes the container serves, with their methods; anything else is a 404 here. */
+const CONTAINER_ROUTES: Record<string, string[]> = {
+  '/poke/send': ['POST'],
+  '/metrics': ['GET', 'HEAD'],
+  '/debug/actors': ['GET', 'HEAD'],
+};
+const VISION_PATH = '/vision/stream';
+
+/** The magic word a request carries (header, else query), compared in constant time. Unset: nothing passes. */
+function authorized(request: Request, url: URL, settings: Settings): boolean {
+  if (settings.MAGIC_WORD === undefined) return false;
+  const given = request.headers.get('x-magic-word') ?? url.searchParams.get('magic_word');
+  return given !== null && secretsEqual(given, settings.MAGIC_WORD);
+}
+
+const methodNotAllowed = (allow: string[]) => json(405, { detail: 'method not allowed' }, { allow: allow.join(', ') });
+
+/** Proxied HTTP carries the Worker's secrets as headers (SPEC §8); WebSocket upgrades and /health do not. */
+function withSecrets(request: Request, env: Env): Request {
+  const headers = new Headers(request.headers);
+  if (env.POKE_API_KEY) headers.set('x-poke-api-key', env.POKE_API_KEY);
+  if (env.MODAL_TOKEN_ID && env.MODAL_TOKEN_SECRET) {
+    headers.set('x-modal-token-id', env.MODAL_TOKEN_ID);
+    headers.set('x-modal-token-secret', env.MODAL_TOKEN_SECRET);
+    if (env.MODAL_APP_NAME) headers.set('x-modal-app-name', env.MODAL_APP_NAME);
+    if (env.MODAL_CLASS_NAME) headers.set('x-modal-class-name', env.MODAL_CLASS_NAME);
+  }
+  return new Request(request, { headers });
+}
+
+type UploadSchema = typeof biometricUploadSchema | typeof captionUploadSchema;
+
+async function upload<S extends UploadSchema>(
+  request: Request,
+  schema: S,
+  insert: (body: z.output<S>) => Promise<{ storedAt: number }>,
+): Promise<Response> {
+  const declared = Number(request.headers.get('content-length') ?? 0);
+  const tooLarge = json(400, { success: false, error: `body: larger than ${MAX_UPLOAD_BYTES} bytes` });
+  if (declared > MAX_UPLOAD_BYTES) return tooLarge;
+  const text = await request.text();
+  if (new TextEncoder().encode(text).byteLength > MAX_UPLOAD_BYTES) return tooLarge;
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return json(400, { success: false, error: 'body: invalid JSON' });
+  }
+  const parsed = schema.safeParse(body);
+  if (!parsed.success) return json(400, { success: false, error: describeIssue(parsed.error) });
+  try {
+    const { storedAt } = await insert(parsed.data as z.output<S>);
+    return json(200, { success: true, windowId: parsed.data.windowId, storedAt });
+  } catch (error) {
+    log({ msg: 'D1 write failed', err: errorText(error) });
+    return json(503, { success: false, error: 'storage unavailable' });
+  }
+}
+
+async function route(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
+  const url = new URL(request.url);
+  const settings = settingsOf(env);
+  const backend = () => getRandom(env.BACKEND, settings.BACKEND_INSTANCES);
+
+  if (url.pathname === '/health') {
+    if (request.method !== 'GET' && request.method !== 'HEAD') return methodNotAllowed(['GET', 'HEAD']);
+    return (await backend()).fetch(request);
+  }
+  if (!authorized(request, url, settings)) return json(403, { detail: 'forbidden' });
+
+  const store = d1Store(env.DB);
+  switch (url.pathname) {
+    case '/biometrics/upload':
+      if (request.method !== 'POST') return methodNotAllowed(['POST']);
+      return upload(request, biometricUploadSchema, (b) => store.insertBiometricWindow(b));
+    case '/captions/upload':
+      if (request.method !== 'POST') return methodNotAllowed(['POST']);
+      return upload(request, captionUploadSchema, (c) => store.insertCaptionWindow(c));
+    case VISION_PATH:
+      if (request.method !== 'GET') return methodNotAllowed(['GET']);
+      if (request.headers.get('upgrade')?.toLowerCase() !== 'websocket') {
+        return json(426, { detail: 'expected a WebSocket upgrade' }, { upgrade: 'websocket' });
+      }
+      return relayWebSocket(request, await backend(), (caption) =>
+        ctx.waitUntil(
+          store.insertCaptionWindow(caption).catch((error: unknown) =>
+            log({ msg: 'caption not stored', windowId: caption.windowId, err: errorText(error) }),
+          ),
+        ),
+      );
+  }
+  const methods = CONTAINER_ROUTES[url.pathname];
+  if (!methods) return json(404, { detail: 'not found' });
+  if (!methods.includes(request.method)) return methodNotAllowed(methods);
+  return (await backend()).fetch(withSecrets(request, env));
+}
+
+export default {
+  async fetch(request, env, ctx): Promise<Response> {
+    try {
+      const response = await route(request, env, ctx);
+      // A body nobody read (a 403, 405 or oversized upload) is discarded, not left half-sent.
+      if (request.body && !request.bodyUsed) await request.body.cancel();
+      return response;
+    } catch (error) {
+      const message = error instanceof ConfigError ? error.message : 'internal error';
+      log({ msg: 'request failed', err: errorText(error) });
+      return json(500, { detail: message });
+    }
+  },
+
+  async scheduled(controller, env, ctx): Promise<void> {
+    ctx.waitUntil(runCronTick(env, controller.scheduledTime));
+  },
+} satisfies ExportedHandler<Env>;

@@ -1,0 +1,58 @@
+import { describe, expect, it } from 'vitest';
+import { call, postJson, rows } from './helpers.ts';
+
+const biometric = (windowId: string) => ({ windowId, timestamp: 1_700_000_000_000, durationMs: 60_000, qualityScore: 0.9, hr_mean: 71.5 });
+const caption = (windowId: string) => ({ windowId, timestamp: 1_700_000_000_000, chunkStartS: 1, chunkEndS: 2, caption: 'A desk with a laptop.' });
+
+describe('uploads to D1 (SPEC §8)', () => {
+  it('stores a biometric window and answers with its id and time', async () => {
+    const before = Date.now();
+    const res = await postJson('/biometrics/upload', biometric('bio-1'));
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { success: boolean; windowId: string; storedAt: number };
+    expect(body).toMatchObject({ success: true, windowId: 'bio-1' });
+    expect(body.storedAt).toBeGreaterThanOrEqual(before);
+    const [row] = await rows<{ duration_ms: number; features: string }>('SELECT * FROM biometric_windows WHERE window_id = ?', 'bio-1');
+    expect(row).toMatchObject({ duration_ms: 60_000 });
+    expect(JSON.parse(row!.features)).toEqual({ hr_mean: 71.5 });
+  });
+
+  it('stores a caption window', async () => {
+    const res = await postJson('/captions/upload', caption('cap-1'));
+    expect(res.status).toBe(200);
+    expect(await rows('SELECT caption FROM caption_windows WHERE window_id = ?', 'cap-1')).toEqual([{ caption: 'A desk with a laptop.' }]);
+  });
+
+  it('answers 200 to a duplicate and keeps one row', async () => {
+    for (let i = 0; i < 2; i++) expect((await postJson('/captions/upload', caption('cap-dup'))).status).toBe(200);
+    for (let i = 0; i < 2; i++) expect((await postJson('/biometrics/upload', biometric('bio-dup'))).status).toBe(200);
+    expect(await rows('SELECT COUNT(*) AS n FROM caption_windows WHERE window_id = ?', 'cap-dup')).toEqual([{ n: 1 }]);
+    expect(await rows('SELECT COUNT(*) AS n FROM biometric_windows WHERE window_id = ?', 'bio-dup')).toEqual([{ n: 1 }]);
+  });
+
+  it.each([
+    ['/biometrics/upload', '{not json', 'body: invalid JSON'],
+    ['/captions/upload', '', 'body: invalid JSON'],
+    ['/biometrics/upload', { timestamp: 1, durationMs: 1 }, 'windowId: Invalid input: expected string, received undefined'],
+    ['/biometrics/upload', { windowId: 'b', timestamp: 1 }, 'durationMs: Invalid input: expected number, received undefined'],
+    ['/captions/upload', { windowId: 'c', timestamp: 1, chunkStartS: 1, chunkEndS: 2 }, 'caption: Invalid input: expected string, received undefined'],
+    ['/captions/upload', { ...caption('c'), chunkEndS: 0.5 }, 'chunkEndS: must not be before chunkStartS'],
+    ['/captions/upload', { ...caption('c'), timestamp: 'yesterday' }, 'timestamp: Invalid input: expected number, received string'],
+  ])('answers 400 naming the problem: %s %j', async (path, body, error) => {
+    const res = await postJson(path, body);
+    expect(res.status).toBe(400);
+    expect(await res.json()).toEqual({ success: false, error });
+  });
+
+  it('answers 400 to a body over 256 KiB', async () => {
+    const res = await postJson('/captions/upload', { ...caption('big'), caption: 'x'.repeat(300 * 1024) });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toEqual({ success: false, error: 'body: larger than 262144 bytes' });
+  });
+
+  it('stores nothing for a request without the magic word', async () => {
+    const res = await call('/captions/upload', { method: 'POST', body: JSON.stringify(caption('cap-denied')), magic: null });
+    expect(res.status).toBe(403);
+    expect(await rows('SELECT * FROM caption_windows WHERE window_id = ?', 'cap-denied')).toEqual([]);
+  });
+});
