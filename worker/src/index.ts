@@ -128,7 +128,13 @@ export default {
     }
   },
 
-  async scheduled(controller, env, ctx): Promise<void> {
-    ctx.waitUntil(runCronTick(env, controller.scheduledTime));
+  // Awaited, so a tick that crashes (D1 down, a bad setting) marks the cron invocation failed.
+  async scheduled(controller, env, _ctx): Promise<void> {
+    try {
+      await runCronTick(env, controller.scheduledTime);
+    } catch (error) {
+      log({ msg: 'intervention tick crashed', err: errorText(error) });
+      throw error;
+    }
   },
 } satisfies ExportedHandler<Env>;
