@@ -11,6 +11,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SERVER_NODE_FLAGS } from '../src/node-flags.ts';
 import type { LoadResult, Scenario } from './load.ts';
 
 type ServerKind = 'foresight' | 'bare';
@@ -73,8 +74,11 @@ class ServerProcess {
   }
 
   static async start(kind: ServerKind): Promise<ServerProcess> {
-    const extra = process.env.BENCH_SERVER_ARGS?.split(' ').filter(Boolean) ?? [];
-    const child = forkPinned('servers.js', [kind], 1, ['--expose-gc', '--disable-warning=ExperimentalWarning', ...extra]);
+    const words = (v: string | undefined) => v?.split(' ').filter(Boolean) ?? [];
+    // BENCH_SERVER_ARGS: Node flags for both servers; BENCH_FORESIGHT_ARGS: for this server only.
+    // This server runs with its production flags; the bare one with Node's defaults.
+    const own = kind === 'foresight' ? [...SERVER_NODE_FLAGS, ...words(process.env.BENCH_FORESIGHT_ARGS)] : ['--disable-warning=ExperimentalWarning'];
+    const child = forkPinned('servers.js', [kind], 1, ['--expose-gc', ...own, ...words(process.env.BENCH_SERVER_ARGS)]);
     const url = await nextMessage(child, (m) => (typeof m.ready === 'string' ? m.ready : undefined));
     return new ServerProcess(child, url);
   }

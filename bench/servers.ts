@@ -6,7 +6,8 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { getHeapSpaceStatistics } from 'node:v8';
+import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
+import { readFileSync } from 'node:fs';
 import { WebSocketServer } from 'ws';
 import { createLogger } from '../src/adapters/logger.ts';
 import { loadConfig } from '../src/config.ts';
@@ -70,7 +71,10 @@ process.on('message', (message) => {
     );
     const loop = { p50: loopDelay.percentile(50) / 1e6, p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 };
     loopDelay.reset();
-    process.send?.({ loop, rss: memory.rss, heapUsed: memory.heapUsed, external: memory.external, arrayBuffers: memory.arrayBuffers, spaces, chunkStats: { ...stats } });
+    const heap = getHeapStatistics();
+    const smaps = readFileSync('/proc/self/smaps_rollup', 'utf8').split('\n').filter((l) => /^(Rss|Anonymous|Private_Dirty)/.test(l)).join('; ');
+    const v8 = { physical: heap.total_physical_size, malloced: heap.malloced_memory, peakMalloced: heap.peak_malloced_memory, smaps };
+    process.send?.({ v8, loop, rss: memory.rss, heapUsed: memory.heapUsed, external: memory.external, arrayBuffers: memory.arrayBuffers, spaces, chunkStats: { ...stats } });
   }
 });
 process.on('disconnect', () => process.exit(0));
