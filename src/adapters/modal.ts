@@ -205,11 +205,14 @@ function modalSession(parts: ModalSessionParts): InferenceSession {
   let inferred = false;
 
   const instanceHandle = (): Promise<ClsInstance> => {
-    instance ??= parts.lookup().then((cls) => cls.instance());
-    instance.catch(() => {
-      instance = undefined;
+    if (instance) return instance;
+    const pending = parts.lookup().then((cls) => cls.instance());
+    instance = pending;
+    // A failed lookup is not kept: the next chunk tries again.
+    pending.catch(() => {
+      if (instance === pending) instance = undefined;
     });
-    return instance;
+    return pending;
   };
 
   return {
