@@ -304,3 +304,41 @@ describe('Modal adapter against the control-plane fake', () => {
     fake.releaseAll();
   });
 });
+
+describe('Modal SDK clients', () => {
+  it('keeps at most maxClients, dropping the least recently used pair', async () => {
+    const fake = new FakeModalControlPlane();
+    modal = createModalInference({
+      credentials: undefined,
+      appName: 'foresight-gemma3-vlm',
+      className: 'Gemma3VLMSession',
+      timeoutMs: 1_000,
+      maxClients: 2,
+      client: { grpcMiddleware: [fake.middleware] },
+    });
+    const open = (n: number) =>
+      modal!.open({ sessionId: `s${n}`, prompt: 'p', target: { tokenId: `ak-${n}`, tokenSecret: `as-${n}` } }, new AbortController().signal);
+    for (const n of [1, 2, 1, 3]) expect((await open(n)).ok).toBe(true);
+    expect(modal.clients()).toBe(2);
+    await fake.until(() => fake.functionGets.length === 3);
+    // Pair 2 was the least recently used: it needs a new client (and a new class lookup); pair 1 does not.
+    // A chunk awaits its session's lookup, so after both chunks every lookup has been made.
+    const chunk = { index: 0, windowId: 'w-0', frames: [Uint8Array.of(1)], startS: 0, endS: 1, framesSeen: 1 };
+    for (const n of [1, 2]) {
+      const session = await open(n);
+      if (!session.ok) throw new Error('open failed');
+      expect((await session.value.infer(chunk, new AbortController().signal)).ok).toBe(true);
+    }
+    expect(fake.functionGets).toHaveLength(4);
+    expect(modal.clients()).toBe(2);
+  });
+
+  it('answers no-credentials without touching the SDK when neither env nor headers give a pair', async () => {
+    modal = createModalInference({ credentials: undefined, appName: 'a', className: 'B', timeoutMs: 1_000 });
+    expect(await modal.open({ sessionId: 's', prompt: 'p' }, new AbortController().signal)).toEqual({
+      ok: false,
+      error: { kind: 'no-credentials', message: 'no Modal credentials' },
+    });
+    expect(modal.clients()).toBe(0);
+  });
+});

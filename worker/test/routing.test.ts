@@ -1,5 +1,8 @@
+import { createExecutionContext } from 'cloudflare:test';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { containerEnv } from '../src/container.ts';
+import type { Env } from '../src/env.ts';
+import worker from '../src/index.ts';
 import { BASE, call, MAGIC, testEnv } from './helpers.ts';
 
 afterEach(() => vi.restoreAllMocks());
@@ -105,5 +108,28 @@ describe('container configuration', () => {
     });
     expect(vars).not.toHaveProperty('OPENAI_API_KEY');
     expect(Object.values(vars).every((v) => typeof v === 'string' && v !== '')).toBe(true);
+  });
+});
+
+describe('worker settings', () => {
+  const direct = (vars: Record<string, string | undefined>, path = '/metrics') =>
+    worker.fetch(
+      new Request(`${BASE}${path}`, { headers: { 'x-magic-word': MAGIC } }) as Request<unknown, IncomingRequestCfProperties>,
+      { ...(testEnv as unknown as Env), ...vars },
+      createExecutionContext(),
+    );
+
+  it('refuses everything but /health when MAGIC_WORD is not set', async () => {
+    const res = await direct({ MAGIC_WORD: undefined });
+    expect(res.status).toBe(403);
+    expect((await direct({ MAGIC_WORD: '' }, '/captions/upload')).status).toBe(403);
+  });
+
+  it('answers 500 naming a bad setting', async () => {
+    const res = await direct({ BACKEND_INSTANCES: 'many' });
+    expect(res.status).toBe(500);
+    expect(await res.json()).toEqual({
+      detail: 'invalid configuration: BACKEND_INSTANCES: expected a whole number from 1 to 100, got "many"',
+    });
   });
 });
