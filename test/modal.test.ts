@@ -137,7 +137,7 @@ describe('Modal adapter with an unreachable Modal (MODAL_SERVER_URL on a closed 
     const failed = errors(client.acks);
     expect(failed).toHaveLength(2);
     for (const ack of failed) {
-      expect(ack.inference_error).toMatch(/^modal: .*UNAVAILABLE/);
+      expect(ack.inference_error).toMatch(/^modal: .*UNAVAILABLE: .*ECONNREFUSED 127\.0\.0\.1:\d+\.$/);
       expect(ack.inference_error).not.toContain('envsecret');
       expect(ack.window_id).toMatch(/-\d+$/);
     }

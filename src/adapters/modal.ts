@@ -314,7 +314,8 @@ function describe(sdk: ModalSdk, error: unknown, scrub: (text: string) => string
 }
 
 function messageOf(error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error);
+  // gRPC adds an empty "Resolution note:" to connection errors.
+  const text = (error instanceof Error ? error.message : String(error)).replace(/\s*Resolution note:\s*$/, '');
   return text.length > MAX_MESSAGE ? `${text.slice(0, MAX_MESSAGE)}…` : text;
 }
 
