@@ -6,8 +6,6 @@ import express, { type ErrorRequestHandler, type RequestHandler } from 'express'
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { z } from 'zod';
 import { createActor, type Actor, type ActorOptions, type AnyActorLogic } from 'xstate';
-
-type Clock = NonNullable<ActorOptions<AnyActorLogic>['clock']>;
 import type { InferencePort } from './adapters/inference.ts';
 import { createModalInference, modalTargetFromHeaders } from './adapters/modal.ts';
 import { startInspection } from './adapters/inspect.ts';
@@ -32,7 +30,9 @@ import { err, ok } from './result.ts';
 import { sessionSystemId, supervisorMachine, type SessionRef } from './machines/supervisor.ts';
 import { debugActorsRoute, ServerMetrics, type StreamTotals } from './routes/observe.ts';
 import { pokeRequests, pokeRoute, type PokeRequests } from './routes/poke.ts';
-import { biometricUploadSchema, captionUploadSchema, describeIssue } from './schemas/uploads.ts';
+import { biometricUploadSchema, captionUploadSchema, describeIssue, MAX_UPLOAD_BYTES } from './schemas/uploads.ts';
+
+type Clock = NonNullable<ActorOptions<AnyActorLogic>['clock']>;
 
 export const VISION_PATH = '/vision/stream';
 
@@ -85,25 +85,9 @@ function refuseUpgrade(socket: Duplex, status: 403 | 404 | 503, detail: string):
   socket.end(json(status, { detail }));
 }
 
-function visionSettings(config: Config): SessionVisionSettings {
-  const v = config.vision;
-  return {
-    chunkMs: v.chunkMs,
-    framesPerChunk: v.framesPerChunk,
-    maxBufferFrames: v.maxBufferFrames,
-    maxInferenceFailures: v.maxInferenceFailures,
-    inferenceTimeoutMs: v.inferenceTimeoutMs,
-    degradedCooldownMs: v.degradedCooldownMs,
-    prompt: v.prompt,
-  };
-}
-
 function requestUrl(req: IncomingMessage): URL {
   return new URL(req.url ?? '/', 'http://localhost');
 }
-
-/** Upload bodies above this are refused with a 400 naming the body. */
-export const MAX_UPLOAD_BYTES = 256 * 1024;
 
 type UploadSchema = typeof biometricUploadSchema | typeof captionUploadSchema;
 
@@ -246,7 +230,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     logger.warn({}, 'MAGIC_WORD is not set: every route is open to anyone who can reach this port');
   }
 
-  const vision = visionSettings(config);
+  const vision: SessionVisionSettings = config.vision;
   const sockets = new Map<string, WebSocket>();
   const connections = new Map<string, VisionConnection>();
   const totals: StreamTotals = { frames: 0, bytes: 0, acks: 0 };

@@ -150,16 +150,18 @@ export function createModalInference(options: ModalInferenceOptions): ModalInfer
       } catch (error) {
         return err({ kind: 'open-failed', message: scrub(messageOf(error)) });
       }
+      const key = `${appName}/${className}`;
+      const forget = (cls: Promise<Cls>) => {
+        if (entry.classes.get(key) === cls) entry.classes.delete(key);
+      };
       const lookup = (): Promise<Cls> => {
-        const key = `${appName}/${className}`;
         let cls = entry.classes.get(key);
         if (!cls) {
           cls = entry.client.cls.fromName(appName, className);
           entry.classes.set(key, cls);
           // A failed lookup is forgotten, so the next chunk asks again.
-          cls.catch(() => {
-            if (entry.classes.get(key) === cls) entry.classes.delete(key);
-          });
+          const pending = cls;
+          pending.catch(() => forget(pending));
         }
         return cls;
       };
@@ -168,7 +170,7 @@ export function createModalInference(options: ModalInferenceOptions): ModalInfer
         modalSession({
           sdk,
           lookup,
-          forget: () => entry.classes.delete(`${appName}/${className}`),
+          forget,
           sessionId: request.sessionId,
           prompt: request.prompt,
           timeoutMs: options.timeoutMs,
@@ -189,8 +191,8 @@ export function createModalInference(options: ModalInferenceOptions): ModalInfer
 interface ModalSessionParts {
   sdk: ModalSdk;
   lookup: () => Promise<Cls>;
-  /** Drops the cached class so the next chunk looks it up again (after a transport failure, say). */
-  forget: () => void;
+  /** Drops this cached class (if still cached) so the next lookup asks Modal again. */
+  forget: (cls: Promise<Cls>) => void;
   sessionId: string;
   prompt: string;
   timeoutMs: number;
@@ -201,18 +203,26 @@ interface ModalSessionParts {
 
 function modalSession(parts: ModalSessionParts): InferenceSession {
   const { sdk, sessionId, prompt, scrub } = parts;
+  let cls: Promise<Cls> | undefined;
   let instance: Promise<ClsInstance> | undefined;
   let inferred = false;
 
   const instanceHandle = (): Promise<ClsInstance> => {
     if (instance) return instance;
-    const pending = parts.lookup().then((cls) => cls.instance());
+    cls = parts.lookup();
+    const pending = cls.then((c) => c.instance());
     instance = pending;
     // A failed lookup is not kept: the next chunk tries again.
     pending.catch(() => {
       if (instance === pending) instance = undefined;
     });
     return pending;
+  };
+  /** After a transport failure the handle may be stale: this session and the shared cache look up again. */
+  const dropHandle = () => {
+    if (cls) parts.forget(cls);
+    cls = undefined;
+    instance = undefined;
   };
 
   return {
@@ -224,7 +234,6 @@ function modalSession(parts: ModalSessionParts): InferenceSession {
         inferred = true;
         call = method.remote([chunk.frames, chunk.startS, chunk.endS, prompt, sessionId]);
       } catch (error) {
-        parts.forget();
         return err(describe(sdk, error, scrub));
       }
       const settled = await within(call, signal, parts.timeoutMs);
@@ -233,7 +242,7 @@ function modalSession(parts: ModalSessionParts): InferenceSession {
       if (settled.status === 'failed') {
         const failure = describe(sdk, settled.error, scrub);
         // The model raised or timed out: the handle is fine. Anything else may be a stale one.
-        if (!(settled.error instanceof sdk.RemoteError || settled.error instanceof sdk.FunctionTimeoutError)) parts.forget();
+        if (!(settled.error instanceof sdk.RemoteError || settled.error instanceof sdk.FunctionTimeoutError)) dropHandle();
         return err(failure);
       }
       const output = chunkOutput.safeParse(settled.value);

@@ -34,7 +34,7 @@ export function parseRetryAfter(value: string | string[] | undefined, now = Date
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
-export const retryableStatus = (status: number) => status >= 500 || status === 429 || status === 408;
+const retryableStatus = (status: number) => status >= 500 || status === 429 || status === 408;
 
 /** Reads Poke's answer: 2xx is the delivery (JSON when it parses), anything else a typed failure. */
 export function answerOf(status: number, text: string, retryAfterMs: number | undefined): Result<unknown, PokeError> {

@@ -1,4 +1,4 @@
-import { Observable } from 'rxjs';
+import { map, Observable } from 'rxjs';
 import { assign, emit, fromCallback, fromEventObservable, fromPromise, raise, sendTo, setup } from 'xstate';
 import {
   InferenceFailure,
@@ -149,14 +149,7 @@ export const windowFramesActor = () =>
         ready$: input.ready$,
         windowIdPrefix: input.windowIdPrefix,
       }),
-      (chunks) =>
-        new Observable<{ type: 'window.ready'; chunk: FrameChunk }>((subscriber) =>
-          chunks.subscribe({
-            next: (chunk) => subscriber.next({ type: 'window.ready', chunk }),
-            error: (e: unknown) => subscriber.error(e),
-            complete: () => subscriber.complete(),
-          }),
-        ),
+      map((chunk) => ({ type: 'window.ready', chunk }) as const),
     ),
   );
 

@@ -9,6 +9,9 @@ const windowId = z.string().trim().min(1).max(200);
 const epochMs = z.number().int().nonnegative();
 const feature = z.union([z.number(), z.string().max(1000), z.boolean(), z.null()]);
 
+/** Upload bodies above this are refused with a 400 naming the body, by the server and the Worker alike. */
+export const MAX_UPLOAD_BYTES = 256 * 1024;
+
 /** At most this many extra feature fields per biometric window. */
 export const MAX_FEATURES = 256;
 

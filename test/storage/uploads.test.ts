@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { openSqliteStore } from '../../src/adapters/sqlite-store.ts';
-import { MAX_UPLOAD_BYTES, startServer, type RunningServer } from '../../src/server.ts';
+import { MAX_UPLOAD_BYTES } from '../../src/schemas/uploads.ts';
+import { startServer, type RunningServer } from '../../src/server.ts';
 import { testConfig } from '../helpers/config.ts';
 
 let server: RunningServer | undefined;

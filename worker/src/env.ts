@@ -53,10 +53,17 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-/** The Worker's settings, validated with zod; a bad value names the variable. */
+const parsedSettings = new WeakMap<Env, Settings>();
+
+/** The Worker's settings, validated with zod once per `env` object; a bad value names the variable. */
 export function settingsOf(env: Env): Settings {
+  const known = parsedSettings.get(env);
+  if (known) return known;
   const parsed = settingsSchema.safeParse(env);
-  if (parsed.success) return parsed.data;
+  if (parsed.success) {
+    parsedSettings.set(env, parsed.data);
+    return parsed.data;
+  }
   const issue = parsed.error.issues[0];
   throw new ConfigError(`invalid configuration: ${issue?.path.join('.') ?? '?'}: ${issue?.message ?? 'invalid'}`);
 }

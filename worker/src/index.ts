@@ -1,7 +1,7 @@
 import { getRandom } from '@cloudflare/containers';
 import type { z } from 'zod';
 import { secretsEqual } from '../../src/auth.ts';
-import { biometricUploadSchema, captionUploadSchema, describeIssue } from '../../src/schemas/uploads.ts';
+import { biometricUploadSchema, captionUploadSchema, describeIssue, MAX_UPLOAD_BYTES } from '../../src/schemas/uploads.ts';
 import { runCronTick } from './cron.ts';
 import { d1Store } from './d1-store.ts';
 import { ConfigError, settingsOf, type Env, type Settings } from './env.ts';
@@ -10,8 +10,6 @@ import { relayWebSocket } from './relay.ts';
 
 export { BackendContainer } from './container.ts';
 
-/** Upload bodies above this are refused with a 400 naming the body (as the Node server does). */
-export const MAX_UPLOAD_BYTES = 256 * 1024;
 
 const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
   Response.json(body, { status, headers });
