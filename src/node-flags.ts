@@ -1,10 +1,28 @@
 /**
  * Node flags the server runs with in production (`npm start`, the Dockerfile)
- * and in the benchmark. A 4 MiB semi-space (Node's default is 16 MiB on
- * 64-bit) makes scavenges smaller and more frequent, so per-session garbage
- * is collected young instead of growing the old space: memory per session in
- * bench (b) drops from about 630 to about 520 KiB, with acks/s in (a)
- * unchanged (bench/RESULTS.md). A test keeps package.json and the Dockerfile
- * in step with this list.
+ * and in the benchmark; measurements in bench/RESULTS.md.
+ *
+ * - `--max-semi-space-size=4`: smaller, more frequent scavenges (Node's
+ *   default is 16 MiB), so per-session garbage dies young instead of growing
+ *   the old space.
+ * - `--single-threaded-gc`: the garbage collector works on the JavaScript
+ *   thread only. On a container's one or fractional core its helper threads
+ *   only compete with that thread, and every time they are scheduled in,
+ *   acks wait: under load this takes the ack p99 from about 20 to about 6 ×
+ *   the bare `ws` server's.
+ * - `--heap-growing-percent=50`: after each mark-compact the old space may
+ *   grow by half before the next. Frame buffers are external memory, which
+ *   V8 counts towards the old space's limit; with V8's own growth factor
+ *   (about 1.1 once the heap is steady) 200 camera streams kept it a few MB
+ *   under the limit and the server ran mark-compacts back to back. A fixed
+ *   factor also keeps idle sessions' heap from growing (bench (c)); 100 or
+ *   more cost more memory per session than bench (b) allows.
+ *
+ * A test keeps package.json and the Dockerfile in step with this list.
  */
-export const SERVER_NODE_FLAGS = ['--disable-warning=ExperimentalWarning', '--max-semi-space-size=4'] as const;
+export const SERVER_NODE_FLAGS = [
+  '--disable-warning=ExperimentalWarning',
+  '--max-semi-space-size=4',
+  '--single-threaded-gc',
+  '--heap-growing-percent=50',
+] as const;
