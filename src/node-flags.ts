@@ -15,8 +15,9 @@
  *   V8 counts towards the old space's limit; with V8's own growth factor
  *   (about 1.1 once the heap is steady) 200 camera streams kept it a few MB
  *   under the limit and the server ran mark-compacts back to back. A fixed
- *   factor also keeps idle sessions' heap from growing (bench (c)); 100 or
- *   more cost more memory per session than bench (b) allows.
+ *   factor also keeps the heap of many slow sessions from growing far ahead
+ *   of what they use (bench (c)); at 100 or more, bench (b)'s memory per
+ *   session went over its 600 KiB (648–785 KiB).
  *
  * A test keeps package.json and the Dockerfile in step with this list.
  */
