@@ -7,17 +7,15 @@
  *   the old space.
  * - `--single-threaded-gc`: the garbage collector works on the JavaScript
  *   thread only. On a container's one or fractional core its helper threads
- *   only compete with that thread, and every time they are scheduled in,
- *   acks wait: under load this takes the ack p99 from about 20 to about 6 ×
- *   the bare `ws` server's.
+ *   only compete with that thread, and while they are scheduled in, acks
+ *   wait: under load (bench (b)) this server's ack p99 drops to half or less.
  * - `--heap-growing-percent=50`: after each mark-compact the old space may
- *   grow by half before the next. Frame buffers are external memory, which
- *   V8 counts towards the old space's limit; with V8's own growth factor
- *   (about 1.1 once the heap is steady) 200 camera streams kept it a few MB
- *   under the limit and the server ran mark-compacts back to back. A fixed
- *   factor also keeps the heap of many slow sessions from growing far ahead
- *   of what they use (bench (c)); at 100 or more, bench (b)'s memory per
- *   session went over its 600 KiB (648–785 KiB).
+ *   grow by half before the next, instead of by V8's own factor, which falls
+ *   to about 1.1 once the heap is steady. With 1000 slow sessions (bench (c))
+ *   the heap then stays near what they use: 45–47 instead of 78 KiB a
+ *   session. Larger factors make mark-compacts rarer under camera load (frame
+ *   bytes count towards V8's old-space limit) but let bench (b)'s memory per
+ *   session go over its 600 KiB (648–785 KiB at 100–300).
  *
  * A test keeps package.json and the Dockerfile in step with this list.
  */
