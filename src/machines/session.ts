@@ -214,7 +214,8 @@ export const sessionMachine = setup({
     }),
     endChunk: assign({ inFlight: null }),
     countDropped: assign({ chunksDropped: ({ context }) => context.chunksDropped + 1 }),
-    countCaption: assign({ captions: ({ context }) => context.captions + 1 }),
+    // One assign for the whole answer: each assign copies the context and the snapshot.
+    finishCaption: assign({ failures: 0, captions: ({ context }) => context.captions + 1, inFlight: null }),
     emitCaption: emit(({ context }, params: { caption: Caption }) => {
       const { caption } = params;
       const fields: AckFields = {
@@ -384,12 +385,7 @@ export const sessionMachine = setup({
               on: {
                 'inference.done': {
                   target: 'idle',
-                  actions: [
-                    'resetFailures',
-                    'countCaption',
-                    { type: 'emitCaption', params: ({ event }) => ({ caption: event.caption }) },
-                    'endChunk',
-                  ],
+                  actions: [{ type: 'emitCaption', params: ({ event }) => ({ caption: event.caption }) }, 'finishCaption'],
                 },
                 // A failure and a timeout end the chunk the same way: raised as one internal event.
                 'inference.failed': {
