@@ -78,7 +78,8 @@ export function windowFrames(options: WindowFramesOptions): OperatorFunction<Uin
       const sourceSubscription = source.subscribe({
         next(frame) {
           const now = scheduler.now();
-          if (sampler.seen >= maxWindowFrames) sampler.reset();
+          // Only a window that waits for the consumer goes stale; a ready one is sent once old enough.
+          if (!ready && sampler.seen >= maxWindowFrames) sampler.reset();
           if (sampler.seen === 0) firstAt = now;
           lastAt = now;
           sampler.push(frame);

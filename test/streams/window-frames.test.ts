@@ -88,6 +88,18 @@ describe('windowFrames', () => {
     });
   });
 
+  it('lets a window grow past maxWindowFrames while the consumer is ready, so fast streams still get chunks', () => {
+    scheduler().run(({ hot, expectObservable }) => {
+      // ten frames in a 9 ms window with room for 4: nothing is in flight, so nothing restarts
+      const ready = hot('r');
+      const source = hot('abcdeghijk--', frames);
+      const expected = '  ---------x--';
+      expectObservable(
+        source.pipe(windowFrames({ ...options, spanMs: 9, maxFrames: 4, maxWindowFrames: 4, ready$: ready })),
+      ).toBe(expected, { x: chunk(0, [f(1), f(5), f(9), f(10)], 0, 9, 10) });
+    });
+  });
+
   it('completes with the source and drops a partial window', () => {
     scheduler().run(({ hot, expectObservable }) => {
       const ready = hot('r');
