@@ -15,7 +15,7 @@
  *   the heap then stays near what they use: 45–47 instead of 78 KiB a
  *   session. Larger factors make mark-compacts rarer under camera load (frame
  *   bytes count towards V8's old-space limit) but let bench (b)'s memory per
- *   session go over its 600 KiB (648–785 KiB at 100–300).
+ *   session go over its 600 KiB (up to 648 KiB at 100, 773–785 at 150–300).
  *
  * A test keeps package.json and the Dockerfile in step with this list.
  */
