@@ -1,37 +1,31 @@
 /**
  * `npm run bench:chunk`: what one chunk costs in the session actors, without
  * sockets. 200 sessions under one supervisor each take chunks one after the
- * other from an instant fake model (one frame a chunk, windows due at once);
- * V8's sampling heap profiler, keeping the samples of collected objects,
- * counts the bytes allocated. Prints microseconds and KiB allocated a chunk.
+ * other (one frame a chunk, windows due at once) from the benchmark's fake
+ * model with no latency; V8's sampling heap profiler, keeping the samples of
+ * collected objects, counts the bytes allocated. Prints microseconds and KiB
+ * allocated a chunk.
  *
  *   node dist/bench/chunk-path.js [chunks]   (default 20000)
  */
 import { Session } from 'node:inspector/promises';
 import { Subject } from 'rxjs';
 import { createActor } from 'xstate';
-import type { InferencePort } from '../src/adapters/inference.ts';
 import { loadConfig } from '../src/config.ts';
 import { sessionActors, sessionMachine } from '../src/machines/session.ts';
 import { sessionSystemId, supervisorMachine, type SessionRef } from '../src/machines/supervisor.ts';
-import { ok } from '../src/result.ts';
+import { fixedLatencyInference } from './fixed-latency-inference.ts';
 
 const SESSIONS = 200;
 const chunks = Number(process.argv[2] ?? 20_000);
 
-const instant: InferencePort = {
-  open: async () =>
-    ok({
-      infer: async (chunk) =>
-        ok({ caption: 'x', chunkStartS: chunk.startS, chunkEndS: chunk.endS, latencyMs: 1, tokensGenerated: 1 }),
-      close: async () => undefined,
-    }),
-};
+// The benchmark's fake model, answering on the next timer tick.
+const model = fixedLatencyInference(0, { chunks: 0, frames: 0, bytes: 0, framesSeen: 0 });
 
 const config = loadConfig({ ...process.env, DATABASE_PATH: ':memory:' });
 const vision = { ...config.vision, chunkMs: 0 };
 const supervisor = createActor(
-  supervisorMachine.provide({ actors: { session: sessionMachine.provide({ actors: sessionActors(instant) }) } }),
+  supervisorMachine.provide({ actors: { session: sessionMachine.provide({ actors: sessionActors(model) }) } }),
   { input: { ticker: { enabled: false, periodMs: 60_000, nudgeCooldownMs: 0 } } },
 ).start();
 

@@ -1,7 +1,7 @@
 import { NEVER } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { createActor, SimulatedClock, waitFor } from 'xstate';
-import type { FrameChunk } from '../../src/adapters/inference.ts';
+import type { FrameChunk, InferencePort } from '../../src/adapters/inference.ts';
 import { sessionActors, sessionMachine, type AckFields, type SessionInput } from '../../src/machines/session.ts';
 import { FakeInference } from '../fakes/inference.ts';
 
@@ -30,7 +30,7 @@ const chunk = (index: number): FrameChunk => ({
   framesSeen: 1,
 });
 
-function run(inference: FakeInference, overrides: Partial<SessionInput['vision']> = {}) {
+function run(inference: InferencePort, overrides: Partial<SessionInput['vision']> = {}) {
   const clock = new SimulatedClock();
   const actor = createActor(sessionMachine.provide({ actors: sessionActors(inference) }), {
     input: input(overrides),
@@ -199,14 +199,7 @@ describe('session machine (SPEC §5)', () => {
 describe('session machine edges', () => {
   it('gives up on an inference session that never opens', async () => {
     const hanging = { open: () => new Promise<never>(() => undefined) };
-    const clock = new SimulatedClock();
-    const actor = createActor(
-      sessionMachine.provide({ actors: sessionActors(hanging) }),
-      { input: input({ inferenceTimeoutMs: 5_000 }), clock },
-    );
-    const outcomes: AckFields[] = [];
-    actor.on('inference.outcome', (e) => outcomes.push(e.fields));
-    actor.start();
+    const { actor, clock, outcomes } = run(hanging, { inferenceTimeoutMs: 5_000 });
     clock.increment(5_000);
     expect(actor.getSnapshot().matches({ active: { inference: 'degraded' } })).toBe(true);
     expect(actor.getSnapshot().context.degradedReason).toBe('open-failed: timed out');

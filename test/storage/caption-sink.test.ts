@@ -8,7 +8,7 @@ import { startServer, type RunningServer } from '../../src/server.ts';
 import { FakeInference } from '../fakes/inference.ts';
 import { FakeHttpServer } from '../fakes/http-server.ts';
 import { testConfig } from '../helpers/config.ts';
-import { frame, GlassesClient } from '../helpers/ws-client.ts';
+import { frame, GlassesClient, type Ack } from '../helpers/ws-client.ts';
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => quiet };
 const caption = (n: number) => ({ windowId: `w-${n}`, timestamp: n, chunkStartS: 0, chunkEndS: 1, caption: `c${n}` });
@@ -27,6 +27,16 @@ afterEach(async () => {
 });
 
 const streamUntilCaption = (client: GlassesClient) => client.sendUntil((ack) => ack.caption !== undefined, 16);
+
+/** The caption window an ack's fields should be stored as (the fake model reports 12 ms and 7 tokens). */
+const storedCaptionOf = (ack: Ack) => ({
+  windowId: ack.window_id,
+  chunkStartS: ack.chunk_start_s,
+  chunkEndS: ack.chunk_end_s,
+  caption: ack.caption,
+  latencyMs: 12,
+  tokensGenerated: 7,
+});
 
 /** A loopback Worker answering with `respond`, a server whose captions go to it, and a connected client. */
 async function streamingToWorker(respond: FakeHttpServer['respond']) {
@@ -56,14 +66,7 @@ describe('caption sink (SPEC §4, §10)', () => {
     const ack = await streamUntilCaption(client);
     await vi.waitFor(async () => expect((await store.windowsSince(0)).captions.length).toBeGreaterThan(0));
     const [row] = (await store.windowsSince(0)).captions;
-    expect(row).toMatchObject({
-      windowId: ack.window_id,
-      chunkStartS: ack.chunk_start_s,
-      chunkEndS: ack.chunk_end_s,
-      caption: ack.caption,
-      latencyMs: 12,
-      tokensGenerated: 7,
-    });
+    expect(row).toMatchObject(storedCaptionOf(ack));
     expect(row!.windowId).toMatch(/^[0-9a-f-]{36}-0$/);
   });
 
@@ -81,14 +84,7 @@ describe('caption sink (SPEC §4, §10)', () => {
       method: 'POST',
       path: '/captions/upload',
       headers: { 'x-magic-word': 'sesame', 'content-type': 'application/json' },
-      body: {
-        windowId: ack.window_id,
-        chunkStartS: ack.chunk_start_s,
-        chunkEndS: ack.chunk_end_s,
-        caption: ack.caption,
-        latencyMs: 12,
-        tokensGenerated: 7,
-      },
+      body: storedCaptionOf(ack),
     });
     expect(server.captionSink.stats()).toMatchObject({ retried: 1 });
   });
