@@ -34,6 +34,10 @@ export interface InferenceError {
 
 /** One inference session per glasses connection. */
 export interface InferenceSession {
+  /**
+   * The chunk's frames are lent: read (or copy) them before the returned promise
+   * settles. Once it settles the session actor frees them, and they read as empty.
+   */
   infer(chunk: FrameChunk, signal: AbortSignal): Promise<Result<Caption, InferenceError>>;
   close(): Promise<void>;
 }

@@ -53,8 +53,13 @@ export function startInspection(options: { port: number; relayUrl?: string }): I
     // A last pass over the whole event: actor inputs and outputs are not covered by the two above.
     serialize: (event) => redact(event) as typeof event,
   });
+  const report = inspector.inspect as Observer<InspectionEvent>;
   return {
-    inspect: inspector.inspect as Observer<InspectionEvent>,
+    // The inspector reports on a later tick, by which time a chunk's frames may have been freed
+    // (src/streams/frame-copies.ts): the event is summarised now, as it was when it happened.
+    inspect: {
+      next: (event) => report.next?.('event' in event ? { ...event, event: redact(event.event) as typeof event.event } : event),
+    },
     url: relay ? `http://localhost:${options.port}` : undefined,
     stop() {
       inspector.stop();

@@ -232,6 +232,7 @@ function modalSession(parts: ModalSessionParts): InferenceSession {
       try {
         const method = (await instanceHandle()).method('infer_chunk');
         inferred = true;
+        // The SDK encodes the arguments before its first await: the frames are not read after this line.
         call = method.remote([chunk.frames, chunk.startS, chunk.endS, prompt, sessionId]);
       } catch (error) {
         return err(describe(sdk, error, scrub));

@@ -10,6 +10,7 @@ import {
   type OpenRequest,
 } from '../adapters/inference.ts';
 import { windowFrames } from '../streams/window-frames.ts';
+import { releaseFrames } from '../streams/frame-copies.ts';
 
 /** The result fields that ride on the next ack (SPEC §4); absent fields are left out. */
 export type AckFields =
@@ -108,9 +109,11 @@ export type InferCommand = { type: 'infer'; inference: InferenceSession; chunk: 
 export const inferChunksActor = () =>
   fromCallback<InferCommand>(({ sendBack, receive }) => {
     let current: AbortController | null = null;
-    const settle = (controller: AbortController, report: SessionEvent) => {
+    const settle = (controller: AbortController, chunk: FrameChunk, report: SessionEvent) => {
       if (current !== controller) return;
       current = null;
+      // The port has settled, so it is done with the frames. An aborted call may still read them: those go to the GC.
+      releaseFrames(chunk.frames);
       sendBack(report);
     };
     receive((command) => {
@@ -119,15 +122,17 @@ export const inferChunksActor = () =>
       if (command.type !== 'infer') return;
       const controller = new AbortController();
       current = controller;
-      command.inference.infer(command.chunk, controller.signal).then(
+      const { chunk } = command;
+      command.inference.infer(chunk, controller.signal).then(
         (result) =>
           settle(
             controller,
+            chunk,
             result.ok
               ? { type: 'inference.done', caption: result.value }
               : { type: 'inference.failed', message: result.error.message, kind: result.error.kind },
           ),
-        () => settle(controller, { type: 'inference.failed', message: 'inference failed', kind: 'remote' }),
+        () => settle(controller, chunk, { type: 'inference.failed', message: 'inference failed', kind: 'remote' }),
       );
     });
     return () => current?.abort();

@@ -1,4 +1,16 @@
 /**
+ * What a sampler does with the items it holds: `own` is applied to an item it
+ * keeps (say, to copy it out of a shared buffer), `release` to an owned item it
+ * lets go of. The items `take` hands out stay owned, by the caller now.
+ */
+export interface SampleOwnership<T> {
+  own(item: T): T;
+  release(item: T): void;
+}
+
+const borrowed: SampleOwnership<never> = { own: (item) => item, release: () => undefined };
+
+/**
  * Keeps at most `capacity` items of an unbounded sequence, spread evenly over it,
  * first and latest included, in O(capacity) memory.
  *
@@ -6,6 +18,7 @@
  * finds no room, every other kept item is dropped and the stride doubles. An
  * item off the stride is held on the side as the latest, so the sample always
  * ends at the present. A sequence no longer than `capacity` is kept whole.
+ * The latest is held as given and owned only if it ends up in a sample.
  */
 export class EvenSampler<T> {
   private kept: T[] = [];
@@ -13,10 +26,12 @@ export class EvenSampler<T> {
   private stride = 1;
   private seenCount = 0;
   readonly capacity: number;
+  private readonly ownership: SampleOwnership<T>;
 
-  constructor(capacity: number) {
+  constructor(capacity: number, ownership: SampleOwnership<T> = borrowed) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError('capacity must be a positive integer');
     this.capacity = capacity;
+    this.ownership = ownership;
   }
 
   /** Items offered since the last reset. */
@@ -32,20 +47,35 @@ export class EvenSampler<T> {
     }
     if (this.kept.length === this.capacity) this.compact();
     if (index % this.stride === 0) {
-      this.kept.push(item);
+      this.kept.push(this.ownership.own(item));
       this.latest = undefined;
     } else {
       this.latest = item;
     }
   }
 
-  /** The sample, oldest first. */
+  /** The sample, oldest first, still held by the sampler. */
   sample(): T[] {
     return this.latest === undefined ? this.kept.slice() : [...this.kept, this.latest];
   }
 
-  reset(): void {
+  /** The sample, oldest first, handed over to the caller; the sampler starts over. */
+  take(): T[] {
+    const sample = this.kept;
+    if (this.latest !== undefined) sample.push(this.ownership.own(this.latest));
     this.kept = [];
+    this.clear();
+    return sample;
+  }
+
+  /** Lets go of the sample and starts over. */
+  reset(): void {
+    for (const item of this.kept) this.ownership.release(item);
+    this.kept = [];
+    this.clear();
+  }
+
+  private clear(): void {
     this.latest = undefined;
     this.stride = 1;
     this.seenCount = 0;
@@ -53,7 +83,11 @@ export class EvenSampler<T> {
 
   private compact(): void {
     let write = 0;
-    for (let read = 0; read < this.kept.length; read += 2) this.kept[write++] = this.kept[read] as T;
+    for (let read = 0; read < this.kept.length; read++) {
+      const item = this.kept[read] as T;
+      if (read % 2 === 0) this.kept[write++] = item;
+      else this.ownership.release(item);
+    }
     this.kept.length = write;
     this.stride *= 2;
   }

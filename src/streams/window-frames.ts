@@ -1,6 +1,7 @@
 import { asyncScheduler, Observable, type OperatorFunction, type SchedulerLike, type Subscription } from 'rxjs';
 import type { FrameChunk } from '../adapters/inference.ts';
-import { EvenSampler } from './even-sampler.ts';
+import { EvenSampler, type SampleOwnership } from './even-sampler.ts';
+import { frameCopies } from './frame-copies.ts';
 
 export interface WindowFramesOptions {
   /** Minimum age of a window, from its first frame, before it is dispatched. */
@@ -16,6 +17,8 @@ export interface WindowFramesOptions {
   ready$: Observable<unknown>;
   /** Prefix of the deterministic window id: `<prefix>-<index>`. */
   windowIdPrefix: string;
+  /** How kept frames are held; by default as copies that are freed when dropped (`frame-copies.ts`). */
+  ownership?: SampleOwnership<Uint8Array>;
   scheduler?: SchedulerLike;
 }
 
@@ -33,7 +36,7 @@ export function windowFrames(options: WindowFramesOptions): OperatorFunction<Uin
   return (source) =>
     new Observable<FrameChunk>((subscriber) => {
       const originMs = scheduler.now();
-      const sampler = new EvenSampler<Uint8Array>(maxFrames);
+      const sampler = new EvenSampler<Uint8Array>(maxFrames, options.ownership ?? frameCopies);
       let ready = false;
       let firstAt = 0;
       let lastAt = 0;
@@ -60,13 +63,12 @@ export function windowFrames(options: WindowFramesOptions): OperatorFunction<Uin
         const chunk: FrameChunk = {
           index,
           windowId: `${windowIdPrefix}-${index}`,
-          frames: sampler.sample(),
           startS: (firstAt - originMs) / 1000,
           endS: (lastAt - originMs) / 1000,
           framesSeen: sampler.seen,
+          frames: sampler.take(),
         };
         index += 1;
-        sampler.reset();
         subscriber.next(chunk);
       };
 
@@ -93,6 +95,7 @@ export function windowFrames(options: WindowFramesOptions): OperatorFunction<Uin
         cancelTimer();
         readySubscription.unsubscribe();
         sourceSubscription.unsubscribe();
+        sampler.reset();
       };
     });
 }

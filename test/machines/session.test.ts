@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { createActor, SimulatedClock, waitFor } from 'xstate';
 import type { FrameChunk, InferencePort } from '../../src/adapters/inference.ts';
 import { sessionActors, sessionMachine, type AckFields, type SessionInput } from '../../src/machines/session.ts';
+import { ok } from '../../src/result.ts';
 import { FakeInference } from '../fakes/inference.ts';
 
 const vision = {
@@ -112,6 +113,30 @@ describe('session machine (SPEC §5)', () => {
     expect(inferenceState(actor)).toBe('backoff');
     expect(inference.calls[0]!.signal.aborted).toBe(true);
     expect(outcomes).toEqual([{ inference_error: 'inference timed out', window_id: 's1-0', chunk_start_s: 0, chunk_end_s: 0.5 }]);
+    actor.stop();
+  });
+
+  it('frees the frames of an answered chunk, and leaves those of an abandoned one to the collector', async () => {
+    const inference = new FakeInference();
+    const { actor, clock } = run(inference, { inferenceTimeoutMs: 5_000 });
+    await waitFor(actor, (s) => s.matches({ active: { inference: 'idle' } }));
+    const answered = chunk(0);
+    actor.send({ type: 'window.ready', chunk: answered });
+    await inference.until(() => inference.calls.length === 1);
+    expect(answered.frames[0]).toHaveLength(1);
+    inference.calls[0]!.resolve(ok(FakeInference.caption(answered)));
+    await waitFor(actor, (s) => s.matches({ active: { inference: 'idle' } }));
+    expect(answered.frames[0]).toHaveLength(0);
+
+    // Timed out and aborted: the model may still be reading, so the frames stay as they are, even after a late answer.
+    const abandoned = chunk(1);
+    actor.send({ type: 'window.ready', chunk: abandoned });
+    await inference.until(() => inference.calls.length === 2);
+    clock.increment(5_000);
+    expect(inference.calls[1]!.signal.aborted).toBe(true);
+    inference.calls[1]!.resolve(ok(FakeInference.caption(abandoned)));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(abandoned.frames[0]).toHaveLength(1);
     actor.stop();
   });
 

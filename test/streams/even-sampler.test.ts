@@ -48,6 +48,28 @@ describe('EvenSampler', () => {
     expect(sampler.sample()).toEqual([42]);
   });
 
+  it('owns what it keeps, releases what it drops, and hands the sample over on take', () => {
+    const owned: number[] = [];
+    const released: number[] = [];
+    // Owned items are negated, so the sample shows which ones went through `own`.
+    const sampler = new EvenSampler<number>(3, {
+      own: (item) => (owned.push(item), -item),
+      release: (item) => released.push(item),
+    });
+    for (let i = 1; i <= 6; i++) sampler.push(i);
+    // 1, 2, 3 fill it; 4 thins it to 1, 3 (stride 2) and passes as the latest; 5 is kept;
+    // 6 thins it to 1, 5 (stride 4) and passes as the latest, owned only when taken
+    expect(owned).toEqual([1, 2, 3, 5]);
+    expect(released).toEqual([-2, -3]);
+    expect(sampler.take()).toEqual([-1, -5, -6]);
+    expect(owned).toEqual([1, 2, 3, 5, 6]);
+    expect(released).toEqual([-2, -3]);
+    sampler.push(7);
+    sampler.reset();
+    expect(released).toEqual([-2, -3, -7]);
+    expect(sampler.take()).toEqual([]);
+  });
+
   it('rejects a capacity that is not a positive integer', () => {
     expect(() => new EvenSampler(0)).toThrow(RangeError);
   });
