@@ -59,12 +59,18 @@ export class EvenSampler<T> {
     return this.latest === undefined ? this.kept.slice() : [...this.kept, this.latest];
   }
 
-  /** The sample, oldest first, handed over to the caller; the sampler starts over. */
-  take(): T[] {
+  /**
+   * The sample, oldest first, handed over to the caller; the sampler starts
+   * over. Given how many items the next run will likely see, it starts with
+   * the stride that spreads the capacity over them, so it keeps only what it
+   * will send instead of filling up early and thinning out later.
+   */
+  take(expectedNext = 0): T[] {
     const sample = this.kept;
     if (this.latest !== undefined) sample.push(this.ownership.own(this.latest));
     this.kept = [];
     this.clear();
+    if (expectedNext > this.capacity && this.capacity > 1) this.stride = Math.ceil(expectedNext / (this.capacity - 1));
     return sample;
   }
 

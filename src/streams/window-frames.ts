@@ -48,6 +48,12 @@ export function windowFrames(options: WindowFramesOptions): OperatorFunction<Uin
         timer = null;
       };
 
+      /** Frames the next window will likely see, at this window's rate. */
+      const expectedFrames = () => {
+        const spanned = lastAt - firstAt;
+        return spanned > 0 ? Math.floor(((sampler.seen - 1) * spanMs) / spanned) + 1 : 0;
+      };
+
       const dispatchIfDue = () => {
         if (!ready || sampler.seen === 0) return;
         const age = scheduler.now() - firstAt;
@@ -66,7 +72,7 @@ export function windowFrames(options: WindowFramesOptions): OperatorFunction<Uin
           startS: (firstAt - originMs) / 1000,
           endS: (lastAt - originMs) / 1000,
           framesSeen: sampler.seen,
-          frames: sampler.take(),
+          frames: sampler.take(expectedFrames()),
         };
         index += 1;
         subscriber.next(chunk);

@@ -70,6 +70,24 @@ describe('EvenSampler', () => {
     expect(sampler.take()).toEqual([]);
   });
 
+  it('starts a run with the stride the expected length needs, so it keeps only what it will hand over', () => {
+    const owned: number[] = [];
+    const sampler = new EvenSampler<number>(6, { own: (item) => (owned.push(item), item), release: () => undefined });
+    for (let i = 0; i < 16; i++) sampler.push(i);
+    sampler.take(16);
+    owned.length = 0;
+    for (let i = 0; i < 16; i++) sampler.push(i);
+    expect(sampler.take(16)).toEqual([0, 4, 8, 12, 15]);
+    expect(owned).toEqual([0, 4, 8, 12, 15]);
+    // A longer run than expected still fits the capacity; a shorter one keeps first and latest.
+    for (let i = 0; i < 40; i++) sampler.push(i);
+    const longer = sampler.take(16);
+    expect(longer.length).toBeLessThanOrEqual(6);
+    expect([longer[0], longer.at(-1)]).toEqual([0, 39]);
+    for (let i = 0; i < 3; i++) sampler.push(i);
+    expect(sampler.take()).toEqual([0, 2]);
+  });
+
   it('rejects a capacity that is not a positive integer', () => {
     expect(() => new EvenSampler(0)).toThrow(RangeError);
   });

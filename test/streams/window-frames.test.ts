@@ -100,6 +100,30 @@ describe('windowFrames', () => {
     });
   });
 
+  it('keeps only the frames it sends once it knows the rate, and lets go of a window cut short', () => {
+    const owned: number[] = [];
+    const released: number[] = [];
+    const ownership = { own: (frame: Uint8Array) => (owned.push(frame[0]!), frame), release: (frame: Uint8Array) => released.push(frame[0]!) };
+    const values = Object.fromEntries([...'abcdefghijklmnopqrstuvwxyzABCDEFG'].map((key, i) => [key, f(i)]));
+    scheduler().run(({ hot, expectObservable }) => {
+      // one frame a millisecond, 15 ms windows: 16 frames each, the next window due at 31
+      const ready = hot('r---------------r', { r: 1 });
+      const source = hot('abcdefghijklmnopqrstuvwxyzABCDEFG-', values);
+      const subscription = '^---------------------------------!';
+      const expected = '  ---------------x---------------y--';
+      const windows = source.pipe(windowFrames({ ...options, spanMs: 15, ready$: ready, ownership }));
+      expectObservable(windows, subscription).toBe(expected, {
+        x: chunk(0, [0, 4, 8, 12, 15].map(f), 0, 15, 16),
+        y: chunk(1, [16, 20, 24, 28, 31].map(f), 16, 31, 16),
+      });
+    });
+    // The first window kept (and later dropped) more than it sent; the second kept exactly what it sent.
+    expect(owned.filter((n) => n < 16)).toEqual([0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 15]);
+    expect(owned.filter((n) => n >= 16 && n < 32)).toEqual([16, 20, 24, 28, 31]);
+    // Frame 32 started a third window; the subscription's end let it go.
+    expect(released).toEqual([1, 3, 5, 2, 6, 10, 32]);
+  });
+
   it('completes with the source and drops a partial window', () => {
     scheduler().run(({ hot, expectObservable }) => {
       const ready = hot('r');
