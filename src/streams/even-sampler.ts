@@ -54,11 +54,6 @@ export class EvenSampler<T> {
     }
   }
 
-  /** The sample, oldest first, still held by the sampler. */
-  sample(): T[] {
-    return this.latest === undefined ? this.kept.slice() : [...this.kept, this.latest];
-  }
-
   /**
    * The sample, oldest first, handed over to the caller; the sampler starts
    * over. Given how many items the next run will likely see, it starts with

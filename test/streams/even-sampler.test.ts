@@ -4,7 +4,7 @@ import { EvenSampler } from '../../src/streams/even-sampler.ts';
 const sampleOf = (capacity: number, n: number) => {
   const sampler = new EvenSampler<number>(capacity);
   for (let i = 0; i < n; i++) sampler.push(i);
-  return sampler.sample();
+  return sampler.take();
 };
 
 describe('EvenSampler', () => {
@@ -43,9 +43,9 @@ describe('EvenSampler', () => {
     for (let i = 0; i < 10; i++) sampler.push(i);
     sampler.reset();
     expect(sampler.seen).toBe(0);
-    expect(sampler.sample()).toEqual([]);
+    expect(sampler.take()).toEqual([]);
     sampler.push(42);
-    expect(sampler.sample()).toEqual([42]);
+    expect(sampler.take()).toEqual([42]);
   });
 
   it('owns what it keeps, releases what it drops, and hands the sample over on take', () => {
