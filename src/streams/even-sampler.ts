@@ -24,6 +24,8 @@ export class EvenSampler<T> {
   private kept: T[] = [];
   private latest: T | undefined = undefined;
   private stride = 1;
+  /** The stride each run starts with: 1, or what `take` expects the next runs to need. */
+  private initialStride = 1;
   private seenCount = 0;
   readonly capacity: number;
   private readonly ownership: SampleOwnership<T>;
@@ -64,12 +66,12 @@ export class EvenSampler<T> {
     const sample = this.kept;
     if (this.latest !== undefined) sample.push(this.ownership.own(this.latest));
     this.kept = [];
+    this.initialStride = expectedNext > this.capacity && this.capacity > 1 ? Math.ceil(expectedNext / (this.capacity - 1)) : 1;
     this.clear();
-    if (expectedNext > this.capacity && this.capacity > 1) this.stride = Math.ceil(expectedNext / (this.capacity - 1));
     return sample;
   }
 
-  /** Lets go of the sample and starts over. */
+  /** Lets go of the sample and starts over, with the stride the last `take` expected. */
   reset(): void {
     for (const item of this.kept) this.ownership.release(item);
     this.kept = [];
@@ -78,7 +80,7 @@ export class EvenSampler<T> {
 
   private clear(): void {
     this.latest = undefined;
-    this.stride = 1;
+    this.stride = this.initialStride;
     this.seenCount = 0;
   }
 

@@ -88,6 +88,18 @@ describe('EvenSampler', () => {
     expect(sampler.take()).toEqual([0, 2]);
   });
 
+  it('keeps the expected stride when a run is cut short and started over', () => {
+    const owned: number[] = [];
+    const sampler = new EvenSampler<number>(6, { own: (item) => (owned.push(item), item), release: () => undefined });
+    sampler.take(16);
+    for (let i = 0; i < 10; i++) sampler.push(i);
+    sampler.reset();
+    owned.length = 0;
+    for (let i = 0; i < 16; i++) sampler.push(i);
+    expect(sampler.take()).toEqual([0, 4, 8, 12, 15]);
+    expect(owned).toEqual([0, 4, 8, 12, 15]);
+  });
+
   it('rejects a capacity that is not a positive integer', () => {
     expect(() => new EvenSampler(0)).toThrow(RangeError);
   });
