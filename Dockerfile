@@ -20,4 +20,4 @@ USER node
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-CMD ["node", "--disable-warning=ExperimentalWarning", "--max-semi-space-size=4", "--single-threaded-gc", "--heap-growing-percent=50", "dist/src/main.js"]
+CMD ["node", "--disable-warning=ExperimentalWarning", "--max-semi-space-size=2", "--single-threaded-gc", "--heap-growing-percent=50", "dist/src/main.js"]
