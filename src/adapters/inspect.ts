@@ -48,9 +48,9 @@ export function startInspection(options: { port: number; relayUrl?: string }): I
   const relay = options.relayUrl ? undefined : createInspectorServer({ port: options.port, autoOpen: false });
   const inspector = createWebSocketInspector({
     url: options.relayUrl ?? `ws://127.0.0.1:${options.port}`,
-    sanitizeEvent: (event) => redact(event) as typeof event,
+    // Events are redacted before they reach the inspector (below), contexts here.
     sanitizeContext: (context) => redact(context) as typeof context,
-    // A last pass over the whole event: actor inputs and outputs are not covered by the two above.
+    // A last pass over the whole event: actor inputs and outputs are not covered by the two.
     serialize: (event) => redact(event) as typeof event,
   });
   const report = inspector.inspect as Observer<InspectionEvent>;

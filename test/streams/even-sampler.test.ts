@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { EvenSampler } from '../../src/streams/even-sampler.ts';
 
+/** A sampler that records which items it owned, as they are. */
+const recording = (capacity: number) => {
+  const owned: number[] = [];
+  const sampler = new EvenSampler<number>(capacity, { own: (item) => (owned.push(item), item), release: () => undefined });
+  return { owned, sampler };
+};
+
 const sampleOf = (capacity: number, n: number) => {
   const sampler = new EvenSampler<number>(capacity);
   for (let i = 0; i < n; i++) sampler.push(i);
@@ -71,8 +78,7 @@ describe('EvenSampler', () => {
   });
 
   it('starts a run with the stride the expected length needs, so it keeps only what it will hand over', () => {
-    const owned: number[] = [];
-    const sampler = new EvenSampler<number>(6, { own: (item) => (owned.push(item), item), release: () => undefined });
+    const { owned, sampler } = recording(6);
     for (let i = 0; i < 16; i++) sampler.push(i);
     sampler.take(16);
     owned.length = 0;
@@ -89,8 +95,7 @@ describe('EvenSampler', () => {
   });
 
   it('keeps the expected stride when a run is cut short and started over', () => {
-    const owned: number[] = [];
-    const sampler = new EvenSampler<number>(6, { own: (item) => (owned.push(item), item), release: () => undefined });
+    const { owned, sampler } = recording(6);
     sampler.take(16);
     for (let i = 0; i < 10; i++) sampler.push(i);
     sampler.reset();
