@@ -3,7 +3,6 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
-import { WebSocketServer, type WebSocket } from 'ws';
 import type { z } from 'zod';
 import { createActor, type Actor, type ActorOptions, type AnyActorLogic } from 'xstate';
 import type { InferencePort } from './adapters/inference.ts';
@@ -11,6 +10,7 @@ import { createModalInference, modalTargetFromHeaders } from './adapters/modal.t
 import { startInspection } from './adapters/inspect.ts';
 import { createLogger, type Logger } from './adapters/logger.ts';
 import { serveVisionSocket, type VisionConnection } from './adapters/vision-socket.ts';
+import { acceptWebSocket, type ServerWebSocket } from './adapters/websocket.ts';
 import {
   createCaptionSink,
   storeCaptionWriter,
@@ -231,7 +231,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   }
 
   const vision: SessionVisionSettings = config.vision;
-  const sockets = new Map<string, WebSocket>();
+  const sockets = new Map<string, ServerWebSocket>();
   const connections = new Map<string, VisionConnection>();
   const totals: StreamTotals = { frames: 0, bytes: 0, acks: 0 };
   const observeSources = { supervisor, connections: () => connections, captionSink, totals };
@@ -241,12 +241,6 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     debugActors: debugActorsRoute(observeSources),
   });
   const server: Server = createServer(app);
-  const wss = new WebSocketServer({
-    noServer: true,
-    maxPayload: config.vision.maxFrameBytes,
-    clientTracking: false,
-    perMessageDeflate: false,
-  });
   let accepting = true;
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -255,22 +249,24 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     if (!accepting) return refuseUpgrade(socket, 503, 'shutting down');
     if (!isAuthorized(config.magicWord, req.headers, url)) return refuseUpgrade(socket, 403, 'forbidden');
     const modal = modalTargetFromHeaders(req.headers);
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      const sessionId = randomUUID();
-      if (modal.ignored) logger.warn({ sessionId }, modal.ignored);
-      const connection = serveVisionSocket(ws, {
-        supervisor,
-        sessionId,
-        vision,
-        ...(modal.target ? { inferenceTarget: modal.target } : {}),
-        captions: captionSink,
-        observe: { totals, metrics },
-        logger: logger.child({ sessionId }),
-      });
-      sockets.set(sessionId, ws);
-      connections.set(sessionId, connection);
-      ws.once('close', () => sockets.delete(sessionId));
-      void connection.finished.then(() => connections.delete(sessionId));
+    const ws = acceptWebSocket(req, socket, head, { maxMessageBytes: config.vision.maxFrameBytes });
+    if (!ws) return;
+    const sessionId = randomUUID();
+    if (modal.ignored) logger.warn({ sessionId }, modal.ignored);
+    const connection = serveVisionSocket(ws, {
+      supervisor,
+      sessionId,
+      vision,
+      ...(modal.target ? { inferenceTarget: modal.target } : {}),
+      captions: captionSink,
+      observe: { totals, metrics },
+      logger: logger.child({ sessionId }),
+    });
+    sockets.set(sessionId, ws);
+    connections.set(sessionId, connection);
+    void connection.finished.then(() => {
+      sockets.delete(sessionId);
+      connections.delete(sessionId);
     });
   });
 

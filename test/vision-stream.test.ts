@@ -6,6 +6,7 @@ import { ok } from '../src/result.ts';
 import { FakeInference } from './fakes/inference.ts';
 import { testConfig } from './helpers/config.ts';
 import { frame, GlassesClient } from './helpers/ws-client.ts';
+import { digest, pattern } from './helpers/ws-frames.ts';
 
 let server: RunningServer | undefined;
 const clients: GlassesClient[] = [];
@@ -187,6 +188,28 @@ describe('inference results ride on acks (SPEC §4)', () => {
     expect(fills.length).toBeLessThanOrEqual(4);
     expect(fills[0]).toBe(1);
     expect(fills.at(-1)).toBe(30);
+  });
+
+  it('hands inference the exact bytes of the frames it samples', async () => {
+    const inference = new FakeInference();
+    await start({ VISION_CHUNK_SECONDS: '0.001', VISION_FRAMES_PER_CHUNK: '4' }, inference);
+    const client = await connect();
+    const sent = Array.from({ length: 31 }, (_, i) => pattern(40_000 + i, i + 1));
+    const sentDigests = sent.map(digest);
+    client.send(sent[0]!);
+    await inference.until(() => inference.calls.length === 1);
+    expect(inference.calls[0]!.chunk.frames.map(digest)).toEqual([sentDigests[0]]);
+    for (const bytes of sent.slice(1)) client.send(bytes);
+    await client.untilAcks(31);
+    inference.calls[0]!.resolve(ok(FakeInference.caption(inference.calls[0]!.chunk)));
+    await inference.until(() => inference.calls.length === 2);
+    // Digests now: the frames are freed once the call settles.
+    const positions = inference.calls[1]!.chunk.frames.map((f) => sentDigests.indexOf(digest(f)));
+    expect(positions.length).toBeGreaterThan(1);
+    expect(positions[0]).toBe(1);
+    expect(positions.at(-1)).toBe(30);
+    expect(positions).toEqual([...positions].sort((a, b) => a - b));
+    expect(new Set(positions).size).toBe(positions.length);
   });
 
   it('cancels the inference in flight and closes the inference session on disconnect', async () => {

@@ -1,5 +1,4 @@
 import { Subject } from 'rxjs';
-import type { RawData, WebSocket } from 'ws';
 import type { Actor } from 'xstate';
 import type { AckFields, SessionVisionSettings } from '../machines/session.ts';
 import { sessionSystemId, type SessionRef, type supervisorMachine } from '../machines/supervisor.ts';
@@ -8,6 +7,7 @@ import { captionUploadFromAck } from '../schemas/uploads.ts';
 import type { CaptionSink } from './caption-sink.ts';
 import type { InferenceTarget } from './inference.ts';
 import type { Logger } from './logger.ts';
+import type { ServerWebSocket } from './websocket.ts';
 
 /**
  * Slow-client policy: when more than this many bytes of acks wait unsent, the
@@ -52,7 +52,7 @@ function ackWith(frame: number, bytes: number, fields: AckFields): string {
  * path stays outside the machine: count, ack, hand the bytes to the windowing
  * stream. The machine only hears about chunks, throttling and the close.
  */
-export function serveVisionSocket(ws: WebSocket, options: VisionSocketOptions): VisionConnection {
+export function serveVisionSocket(ws: ServerWebSocket, options: VisionSocketOptions): VisionConnection {
   const { supervisor, sessionId, vision, captions, logger } = options;
   const { totals, metrics } = options.observe;
   const openedAt = Date.now();
@@ -99,13 +99,7 @@ export function serveVisionSocket(ws: WebSocket, options: VisionSocketOptions): 
     session.send({ type: 'socket.drained' });
   };
 
-  ws.on('message', (data: RawData, isBinary: boolean) => {
-    if (!isBinary) {
-      ws.send(BINARY_ONLY);
-      return;
-    }
-    // ws hands binary messages over as one Buffer (binaryType 'nodebuffer').
-    const bytes = data as Buffer;
+  const onFrame = (bytes: Uint8Array) => {
     frameCount += 1;
     totals.frames += 1;
     totals.bytes += bytes.length;
@@ -122,10 +116,11 @@ export function serveVisionSocket(ws: WebSocket, options: VisionSocketOptions): 
     } else {
       ws.send(ack);
     }
+    // The bytes are lent until the next frame arrives; the windowing copies what it keeps.
     if (bytes.length > 0) frames.next(bytes);
-  });
+  };
 
-  ws.on('close', (code: number) => {
+  const onClose = (code: number) => {
     const { context } = session.getSnapshot();
     const seconds = (Date.now() - openedAt) / 1000;
     logger.info(
@@ -144,11 +139,9 @@ export function serveVisionSocket(ws: WebSocket, options: VisionSocketOptions): 
     );
     frames.complete();
     supervisor.send({ type: 'session.close', sessionId });
-  });
+  };
 
-  ws.on('error', (error) => {
-    logger.debug({ sessionId, err: error.message }, 'socket error');
-  });
+  ws.start({ binary: onFrame, text: () => ws.send(BINARY_ONLY), close: onClose });
 
   return { sessionId, finished, frames: () => frameCount };
 }

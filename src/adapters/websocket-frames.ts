@@ -1,0 +1,366 @@
+import { isUtf8 } from 'node:buffer';
+import bufferUtil from 'bufferutil';
+
+/**
+ * The server side of RFC 6455 framing, for a socket read into one shared
+ * buffer (`websocket.ts`): the reader is fed each read as it lands and copies
+ * out only what outlives the read. A binary message is unmasked straight into
+ * one of two buffers the reader reuses, so receiving a frame allocates nothing
+ * that the collector has to trace or free.
+ */
+
+export const CloseCode = {
+  normal: 1000,
+  goingAway: 1001,
+  protocolError: 1002,
+  noStatus: 1005,
+  abnormal: 1006,
+  invalidPayload: 1007,
+  policyViolation: 1008,
+  tooBig: 1009,
+} as const;
+
+export interface FrameEvents {
+  /**
+   * A whole binary message, unmasked. The bytes are lent: they stay valid until
+   * another non-empty binary message has been delivered, and may be overwritten
+   * after that. (Two buffers take turns; an empty or small message takes no turn.)
+   */
+  binary(bytes: Uint8Array): void;
+  /** A whole text message, valid UTF-8; lent for the call only. */
+  text(bytes: Uint8Array): void;
+  ping(payload: Uint8Array): void;
+  /** The peer's close frame: its code (1005 when it gave none) and reason. */
+  close(code: number, reason: string): void;
+  /** The peer broke the protocol; the reader ignores everything after this. */
+  fail(code: number, reason: string): void;
+}
+
+const EMPTY = new Uint8Array(0);
+
+const Opcode = { continuation: 0x0, text: 0x1, binary: 0x2, close: 0x8, ping: 0x9, pong: 0xa } as const;
+
+const Phase = { header: 0, payload: 1, failed: 2 } as const;
+type Phase = (typeof Phase)[keyof typeof Phase];
+
+/** Below this, a JavaScript loop unmasks faster than a call into the native helper. */
+const NATIVE_MASK_MIN = 48;
+/** A reused message buffer this much larger than the message it would hold is replaced by a smaller one. */
+const SHRINK_FACTOR = 4;
+const SHRINK_MIN_BYTES = 64 * 1024;
+/**
+ * A message in one frame below this size gets a slice of Node's shared buffer
+ * pool instead of a turn in the reused buffers, which an idle connection would
+ * otherwise hold twice over.
+ */
+const POOLED_BELOW = Buffer.poolSize >>> 1;
+
+const maskKey = new Uint8Array(4);
+
+/**
+ * Copies `length` masked bytes of `source` from `start` into `target` at
+ * `offset`, unmasking them. The key is the four bytes of `header` from
+ * `keyAt`; `phase` is how many payload bytes of the frame came before.
+ */
+function unmaskInto(
+  source: Uint8Array,
+  start: number,
+  length: number,
+  header: Uint8Array,
+  keyAt: number,
+  phase: number,
+  target: Uint8Array,
+  offset: number,
+): void {
+  for (let i = 0; i < 4; i++) maskKey[i] = header[keyAt + ((phase + i) & 3)] as number;
+  if (length < NATIVE_MASK_MIN) {
+    for (let i = 0; i < length; i++) target[offset + i] = (source[start + i] as number) ^ (maskKey[i & 3] as number);
+    return;
+  }
+  bufferUtil.mask(source.subarray(start, start + length), maskKey, target, offset, length);
+}
+
+export function isValidCloseCode(code: number): boolean {
+  return (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
+}
+
+/**
+ * Parses client frames (masked, no extensions) into messages. Feed it every
+ * read in order; it keeps a partial header across reads, copies payloads out
+ * as they arrive and never holds on to the buffer it was fed.
+ */
+export class FrameReader {
+  private phase: Phase = Phase.header;
+  private readonly header = new Uint8Array(14);
+  private headerLength = 0;
+  private headerNeed = 2;
+
+  // The frame being read.
+  private fin = false;
+  private opcode = 0;
+  /** Where the frame's masking key starts in `header`. */
+  private keyAt = 2;
+  private payloadLength = 0;
+  private payloadRead = 0;
+
+  // The message being assembled: 0 when none, else text or binary.
+  private messageOpcode = 0;
+  private messageLength = 0;
+  private readonly slots: [Uint8Array | null, Uint8Array | null] = [null, null];
+  private slot = 0;
+  private target: Uint8Array | null = null;
+  private targetIsSlot = false;
+  private textParts: Uint8Array[] = [];
+  private control: Uint8Array | null = null;
+
+  private readonly maxMessageBytes: number;
+  private readonly events: FrameEvents;
+
+  constructor(maxMessageBytes: number, events: FrameEvents) {
+    this.maxMessageBytes = maxMessageBytes;
+    this.events = events;
+  }
+
+  /** Bytes of the two reusable message buffers, for memory accounting. */
+  get bufferedBytes(): number {
+    return (this.slots[0]?.byteLength ?? 0) + (this.slots[1]?.byteLength ?? 0);
+  }
+
+  feed(data: Uint8Array, start: number, end: number): void {
+    let at = start;
+    while (at < end && this.phase !== Phase.failed) {
+      if (this.phase === Phase.header) {
+        at = this.readHeader(data, at, end);
+      } else {
+        const length = Math.min(this.payloadLength - this.payloadRead, end - at);
+        this.readPayload(data, at, length);
+        at += length;
+      }
+      if (this.phase === Phase.payload && this.payloadRead === this.payloadLength) this.endFrame();
+    }
+  }
+
+  private readHeader(data: Uint8Array, start: number, end: number): number {
+    let at = start;
+    while (at < end && this.headerLength < this.headerNeed) this.header[this.headerLength++] = data[at++] as number;
+    if (this.headerLength < this.headerNeed) return at;
+    if (this.headerNeed === 2) {
+      const error = this.checkFirstBytes();
+      if (error) {
+        this.failWith(error[0], error[1]);
+        return end;
+      }
+      const short = (this.header[1] as number) & 0x7f;
+      this.headerNeed = 2 + (short === 126 ? 2 : short === 127 ? 8 : 0) + 4;
+      return at;
+    }
+    const short = (this.header[1] as number) & 0x7f;
+    let length = short;
+    if (short === 126) {
+      length = ((this.header[2] as number) << 8) | (this.header[3] as number);
+    } else if (short === 127) {
+      const high = ((this.header[2] as number) << 24) | ((this.header[3] as number) << 16) | ((this.header[4] as number) << 8) | (this.header[5] as number);
+      const low = (((this.header[6] as number) << 24) | ((this.header[7] as number) << 16) | ((this.header[8] as number) << 8) | (this.header[9] as number)) >>> 0;
+      // Beyond 2^53 - 1 a length is no longer exact; any such message is over the limit anyway.
+      if (high >>> 21 !== 0) {
+        this.failWith(CloseCode.tooBig, 'Unsupported WebSocket frame: payload length > 2^53 - 1');
+        return end;
+      }
+      length = (high >>> 0) * 2 ** 32 + low;
+    }
+    this.keyAt = this.headerNeed - 4;
+    this.headerLength = 0;
+    this.headerNeed = 2;
+    this.payloadLength = length;
+    this.payloadRead = 0;
+    this.phase = Phase.payload;
+    if (!this.startPayload()) return end;
+    return at;
+  }
+
+  /** Validates the first two header bytes and records the frame's kind. */
+  private checkFirstBytes(): [number, string] | undefined {
+    const first = this.header[0] as number;
+    const second = this.header[1] as number;
+    if ((first & 0x70) !== 0) return [CloseCode.protocolError, 'Invalid WebSocket frame: RSV1, RSV2 and RSV3 must be clear'];
+    if ((second & 0x80) === 0) return [CloseCode.protocolError, 'Invalid WebSocket frame: MASK must be set'];
+    this.fin = (first & 0x80) !== 0;
+    this.opcode = first & 0x0f;
+    const short = second & 0x7f;
+    switch (this.opcode) {
+      case Opcode.continuation:
+        if (this.messageOpcode === 0) return [CloseCode.protocolError, 'Invalid WebSocket frame: invalid opcode 0'];
+        return undefined;
+      case Opcode.text:
+      case Opcode.binary:
+        if (this.messageOpcode !== 0) return [CloseCode.protocolError, `Invalid WebSocket frame: invalid opcode ${this.opcode}`];
+        return undefined;
+      case Opcode.close:
+      case Opcode.ping:
+      case Opcode.pong:
+        if (!this.fin) return [CloseCode.protocolError, 'Invalid WebSocket frame: FIN must be set'];
+        if (short > 125) return [CloseCode.protocolError, `Invalid WebSocket frame: invalid payload length ${short}`];
+        return undefined;
+      default:
+        return [CloseCode.protocolError, `Invalid WebSocket frame: invalid opcode ${this.opcode}`];
+    }
+  }
+
+  /** Readies the target of a data frame's payload; false when the message would be over the limit. */
+  private startPayload(): boolean {
+    if (this.opcode >= Opcode.close) return true;
+    const total = this.messageLength + this.payloadLength;
+    if (total > this.maxMessageBytes) {
+      this.failWith(CloseCode.tooBig, 'Max payload size exceeded');
+      return false;
+    }
+    if (this.opcode !== Opcode.continuation) this.messageOpcode = this.opcode;
+    if (this.messageOpcode === Opcode.binary) this.target = this.binaryTarget(total);
+    return true;
+  }
+
+  /** The buffer the binary message goes into, with room for `total` bytes and what is already there. */
+  private binaryTarget(total: number): Uint8Array {
+    if (this.messageLength === 0 && this.fin && total < POOLED_BELOW) {
+      this.targetIsSlot = false;
+      return Buffer.allocUnsafe(total);
+    }
+    if (this.messageLength > 0 && !this.targetIsSlot) {
+      // A fragmented message that started small moves into a reused buffer.
+      const grown = this.slotFor(total);
+      grown.set((this.target as Uint8Array).subarray(0, this.messageLength));
+      return grown;
+    }
+    return this.slotFor(total);
+  }
+
+  /** The reused buffer whose turn it is, with room for `total` bytes and what is already in it. */
+  private slotFor(total: number): Uint8Array {
+    this.targetIsSlot = true;
+    const current = this.slots[this.slot];
+    if (current && current.byteLength >= total && (current.byteLength <= SHRINK_MIN_BYTES || current.byteLength < total * SHRINK_FACTOR)) {
+      return current;
+    }
+    // A fragmented message may outgrow its buffer; grow it geometrically, keeping what has arrived.
+    const size = this.messageLength > 0 ? Math.min(this.maxMessageBytes, Math.max(total, 2 * this.messageLength)) : total;
+    const next = new Uint8Array(size);
+    if (current && this.messageLength > 0) next.set(current.subarray(0, this.messageLength));
+    this.slots[this.slot] = next;
+    return next;
+  }
+
+  private readPayload(data: Uint8Array, at: number, length: number): void {
+    const { header, keyAt, payloadRead: phase } = this;
+    if (this.opcode >= Opcode.close) {
+      this.control ??= new Uint8Array(125);
+      unmaskInto(data, at, length, header, keyAt, phase, this.control, this.payloadRead);
+    } else if (this.messageOpcode === Opcode.binary) {
+      unmaskInto(data, at, length, header, keyAt, phase, this.target as Uint8Array, this.messageLength + this.payloadRead);
+    } else {
+      const part = new Uint8Array(length);
+      unmaskInto(data, at, length, header, keyAt, phase, part, 0);
+      this.textParts.push(part);
+    }
+    this.payloadRead += length;
+  }
+
+  private endFrame(): void {
+    this.phase = Phase.header;
+    if (this.opcode >= Opcode.close) {
+      this.endControl((this.control ?? EMPTY).subarray(0, this.payloadLength));
+      return;
+    }
+    this.messageLength += this.payloadLength;
+    if (!this.fin) return;
+    const length = this.messageLength;
+    const opcode = this.messageOpcode;
+    this.messageOpcode = 0;
+    this.messageLength = 0;
+    if (opcode === Opcode.binary) {
+      const buffer = this.target as Uint8Array;
+      this.target = null;
+      if (length === 0) {
+        this.events.binary(EMPTY);
+        return;
+      }
+      if (this.targetIsSlot) this.slot ^= 1;
+      this.events.binary(buffer.byteLength === length ? buffer : buffer.subarray(0, length));
+      return;
+    }
+    const text = this.textParts.length === 1 ? (this.textParts[0] as Uint8Array) : Buffer.concat(this.textParts, length);
+    this.textParts = [];
+    if (!isUtf8(text)) {
+      this.failWith(CloseCode.invalidPayload, 'Invalid WebSocket frame: invalid UTF-8 sequence');
+      return;
+    }
+    this.events.text(text);
+  }
+
+  private endControl(payload: Uint8Array): void {
+    if (this.opcode === Opcode.ping) {
+      this.events.ping(payload);
+    } else if (this.opcode === Opcode.close) {
+      if (payload.length === 0) {
+        this.phase = Phase.failed;
+        this.events.close(CloseCode.noStatus, '');
+        return;
+      }
+      if (payload.length === 1) return this.failWith(CloseCode.protocolError, 'Invalid WebSocket frame: invalid payload length 1');
+      const code = ((payload[0] as number) << 8) | (payload[1] as number);
+      if (!isValidCloseCode(code)) return this.failWith(CloseCode.protocolError, `Invalid WebSocket frame: invalid status code ${code}`);
+      const reason = payload.subarray(2);
+      if (!isUtf8(reason)) return this.failWith(CloseCode.invalidPayload, 'Invalid WebSocket frame: invalid UTF-8 sequence');
+      // Nothing after a close frame is read.
+      this.phase = Phase.failed;
+      this.events.close(code, Buffer.from(reason).toString('utf8'));
+    }
+  }
+
+  private failWith(code: number, reason: string): void {
+    this.phase = Phase.failed;
+    this.textParts = [];
+    this.target = null;
+    this.events.fail(code, reason);
+  }
+}
+
+/** A server frame header (unmasked, FIN set) for a payload of `length` bytes. */
+export function frameHeader(opcode: number, length: number): Buffer {
+  if (length < 126) return Buffer.from([0x80 | opcode, length]);
+  if (length < 65536) return Buffer.from([0x80 | opcode, 126, length >>> 8, length & 0xff]);
+  const header = Buffer.alloc(10);
+  header[0] = 0x80 | opcode;
+  header[1] = 127;
+  header.writeUIntBE(length, 4, 6);
+  return header;
+}
+
+/**
+ * A text frame whose payload is ASCII, as a latin1 string: header and payload
+ * written in one go, with no buffer allocated for it.
+ */
+export function asciiTextFrame(text: string): string {
+  const length = text.length;
+  if (length < 126) return String.fromCharCode(0x81, length) + text;
+  if (length < 65536) return String.fromCharCode(0x81, 126, length >>> 8, length & 0xff) + text;
+  return frameHeader(Opcode.text, length).toString('latin1') + text;
+}
+
+export function textFrame(text: string): Buffer {
+  const payload = Buffer.from(text, 'utf8');
+  return Buffer.concat([frameHeader(Opcode.text, payload.length), payload]);
+}
+
+/** A close frame; without a code its payload is empty (the peer sees 1005). */
+export function closeFrame(code?: number, reason = ''): Buffer {
+  if (code === undefined) return frameHeader(Opcode.close, 0);
+  const reasonBytes = Buffer.from(reason, 'utf8').subarray(0, 123);
+  const payload = Buffer.alloc(2 + reasonBytes.length);
+  payload.writeUInt16BE(code, 0);
+  reasonBytes.copy(payload, 2);
+  return Buffer.concat([frameHeader(Opcode.close, payload.length), payload]);
+}
+
+export function pongFrame(payload: Uint8Array): Buffer {
+  return Buffer.concat([frameHeader(Opcode.pong, payload.length), payload]);
+}
