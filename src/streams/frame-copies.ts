@@ -1,36 +1,134 @@
 import type { SampleOwnership } from './even-sampler.ts';
 
 /**
- * Frames kept past their message are copied into buffers of their own and
- * freed explicitly once done with, instead of waiting for a full collection.
+ * Frames kept past their message are copied into buffers from a process-wide
+ * pool, and handed back to it once done with.
  *
- * Why: a frame's bytes live outside the JavaScript heap, and V8 counts external
- * memory allocated since the last mark-compact against the old space's limit.
- * A frame kept for a window survives a few scavenges, is promoted and then dies
- * in the old space, where only a mark-compact frees it; at 15 fps × 40 KiB × 200
- * sessions such frames start one mark-compact after another (bench/RESULTS.md).
- * A socket's message may also be a view into a larger read buffer that a kept
- * frame would pin. A copy owns exactly its bytes, and detaching it frees them now
- * and takes them off V8's external-memory count.
+ * Why: a message's bytes are only lent by the socket (`websocket.ts`), so a
+ * kept frame needs a copy; and a fresh ArrayBuffer per copy (about 40 MB/s at
+ * 200 sessions × 15 fps × 40 KiB) keeps V8's incremental marking running from
+ * one mark-compact to the next, even when every copy is freed promptly
+ * (bench/RESULTS.md). Reused buffers cost the collector nothing.
+ *
+ * Buffers come in size classes eight to a power of two (at most 12.5 % of a
+ * buffer unused). Free buffers beyond `maxFreeBytes` are freed at once, and
+ * buffers that stayed free through a whole trim interval are freed then, so
+ * the pool follows the load back down.
  */
-export function copyFrame(bytes: Uint8Array): Uint8Array {
-  return new Uint8Array(bytes);
+export class FramePool {
+  private readonly free = new Map<number, ArrayBuffer[]>();
+  /** Per size class, the fewest free buffers seen since the last trim: those were never needed. */
+  private readonly idle = new Map<number, number>();
+  private readonly made = new WeakSet<ArrayBuffer>();
+  private readonly pooled = new WeakSet<ArrayBuffer>();
+  private freeBytes = 0;
+  private trimTimer: NodeJS.Timeout | undefined;
+  readonly maxFreeBytes: number;
+  readonly trimIntervalMs: number;
+
+  constructor(options: { maxFreeBytes?: number; trimIntervalMs?: number } = {}) {
+    this.maxFreeBytes = options.maxFreeBytes ?? 64 * 1024 * 1024;
+    this.trimIntervalMs = options.trimIntervalMs ?? 10_000;
+  }
+
+  /** Bytes held in free buffers. */
+  get freeByteCount(): number {
+    return this.freeBytes;
+  }
+
+  /** A copy of `bytes` in a pooled buffer; hand it back with `release` once done with it. */
+  copy(bytes: Uint8Array): Uint8Array {
+    if (bytes.length === 0) return new Uint8Array(0);
+    const size = sizeClass(bytes.length);
+    const stack = this.free.get(size);
+    let buffer = stack?.pop();
+    if (buffer && stack) {
+      this.pooled.delete(buffer);
+      this.freeBytes -= size;
+      if (stack.length < (this.idle.get(size) ?? Infinity)) this.idle.set(size, stack.length);
+    } else {
+      buffer = new ArrayBuffer(size);
+      this.made.add(buffer);
+    }
+    const copy = new Uint8Array(buffer, 0, bytes.length);
+    copy.set(bytes);
+    return copy;
+  }
+
+  /**
+   * Takes back the buffer of a frame made by `copy`; the frame must not be read
+   * after this. A frame from elsewhere, or one already released, is left alone.
+   */
+  release(frame: Uint8Array): void {
+    const { buffer } = frame;
+    if (!(buffer instanceof ArrayBuffer) || !this.made.has(buffer) || this.pooled.has(buffer) || buffer.detached) return;
+    const size = buffer.byteLength;
+    if (this.freeBytes + size > this.maxFreeBytes) {
+      buffer.transfer(0);
+      return;
+    }
+    let stack = this.free.get(size);
+    if (!stack) {
+      stack = [];
+      this.free.set(size, stack);
+      this.idle.set(size, 0);
+    }
+    stack.push(buffer);
+    this.pooled.add(buffer);
+    this.freeBytes += size;
+    this.trimTimer ??= setInterval(() => this.trim(), this.trimIntervalMs).unref();
+  }
+
+  /** Whether the frame's buffer is back in the pool. */
+  holds(frame: Uint8Array): boolean {
+    return frame.buffer instanceof ArrayBuffer && this.pooled.has(frame.buffer);
+  }
+
+  /** Frees the buffers that stayed free since the last trim. */
+  trim(): void {
+    for (const [size, stack] of this.free) {
+      const unused = Math.min(this.idle.get(size) ?? 0, stack.length);
+      for (const buffer of stack.splice(0, unused)) {
+        this.pooled.delete(buffer);
+        buffer.transfer(0);
+      }
+      this.freeBytes -= unused * size;
+      if (stack.length === 0) {
+        this.free.delete(size);
+        this.idle.delete(size);
+      } else {
+        this.idle.set(size, stack.length);
+      }
+    }
+    if (this.free.size === 0) {
+      clearInterval(this.trimTimer);
+      this.trimTimer = undefined;
+    }
+  }
 }
 
-/**
- * Frees a frame made by `copyFrame`; it reads as empty afterwards. A view into
- * a buffer it does not fill, or a shared buffer, is left to the collector.
- */
+/** The smallest size class that holds `length` bytes: 1 KiB, or eight steps to each power of two above it. */
+export function sizeClass(length: number): number {
+  if (length <= 1024) return 1024;
+  const base = 2 ** (31 - Math.clz32(length - 1));
+  const step = base / 8;
+  return base + Math.ceil((length - base) / step) * step;
+}
+
+/** The pool the windowing and the session share. */
+export const framePool = new FramePool();
+
+export function copyFrame(bytes: Uint8Array): Uint8Array {
+  return framePool.copy(bytes);
+}
+
 export function releaseFrame(frame: Uint8Array): void {
-  const { buffer } = frame;
-  if (!(buffer instanceof ArrayBuffer) || buffer.detached) return;
-  if (frame.byteOffset !== 0 || frame.byteLength !== buffer.byteLength) return;
-  buffer.transfer(0);
+  framePool.release(frame);
 }
 
 export function releaseFrames(frames: readonly Uint8Array[]): void {
-  for (const frame of frames) releaseFrame(frame);
+  for (const frame of frames) framePool.release(frame);
 }
 
-/** How the windowing operator's sampler holds frames: copies it owns. */
+/** How the windowing operator's sampler holds frames: pooled copies. */
 export const frameCopies: SampleOwnership<Uint8Array> = { own: copyFrame, release: releaseFrame };

@@ -4,6 +4,7 @@ import { createActor, SimulatedClock, waitFor } from 'xstate';
 import type { FrameChunk, InferencePort } from '../../src/adapters/inference.ts';
 import { sessionActors, sessionMachine, type AckFields, type SessionInput } from '../../src/machines/session.ts';
 import { ok } from '../../src/result.ts';
+import { copyFrame, framePool } from '../../src/streams/frame-copies.ts';
 import { FakeInference } from '../fakes/inference.ts';
 
 const vision = {
@@ -25,7 +26,7 @@ const input = (overrides: Partial<SessionInput['vision']> = {}): SessionInput =>
 const chunk = (index: number): FrameChunk => ({
   index,
   windowId: `s1-${index}`,
-  frames: [Uint8Array.of(index)],
+  frames: [copyFrame(Uint8Array.of(index))],
   startS: index,
   endS: index + 0.5,
   framesSeen: 1,
@@ -116,17 +117,17 @@ describe('session machine (SPEC §5)', () => {
     actor.stop();
   });
 
-  it('frees the frames of an answered chunk, and leaves those of an abandoned one to the collector', async () => {
+  it('returns the frames of an answered chunk to the pool, and leaves those of an abandoned one to the collector', async () => {
     const inference = new FakeInference();
     const { actor, clock } = run(inference, { inferenceTimeoutMs: 5_000 });
     await waitFor(actor, (s) => s.matches({ active: { inference: 'idle' } }));
     const answered = chunk(0);
     actor.send({ type: 'window.ready', chunk: answered });
     await inference.until(() => inference.calls.length === 1);
-    expect(answered.frames[0]).toHaveLength(1);
+    expect(framePool.holds(answered.frames[0]!)).toBe(false);
     inference.calls[0]!.resolve(ok(FakeInference.caption(answered)));
     await waitFor(actor, (s) => s.matches({ active: { inference: 'idle' } }));
-    expect(answered.frames[0]).toHaveLength(0);
+    expect(framePool.holds(answered.frames[0]!)).toBe(true);
 
     // Timed out and aborted: the model may still be reading, so the frames stay as they are, even after a late answer.
     const abandoned = chunk(1);
@@ -136,7 +137,8 @@ describe('session machine (SPEC §5)', () => {
     expect(inference.calls[1]!.signal.aborted).toBe(true);
     inference.calls[1]!.resolve(ok(FakeInference.caption(abandoned)));
     await new Promise((resolve) => setImmediate(resolve));
-    expect(abandoned.frames[0]).toHaveLength(1);
+    expect(framePool.holds(abandoned.frames[0]!)).toBe(false);
+    expect([...abandoned.frames[0]!]).toEqual([1]);
     actor.stop();
   });
 
