@@ -52,6 +52,12 @@ export interface ServerDeps {
   /** Reports inspection to this relay (`ws://…`) instead of starting one on `INSPECT_PORT`. */
   inspectorRelayUrl?: string;
   logger?: Logger;
+  /**
+   * How much longer than `VISION_CHUNK_SECONDS` a session's first window lasts,
+   * given the span in ms; by default a random share of it, so sessions that
+   * connect together do not cut their chunks at the same instants.
+   */
+  firstWindowDelayMs?: (chunkMs: number) => number;
   /** Replaces the session machine, e.g. with shorter delays in tests; its actors are still provided from `inference`. */
   session?: typeof sessionMachine;
   clock?: Clock;
@@ -231,6 +237,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   }
 
   const vision: SessionVisionSettings = config.vision;
+  const firstWindowDelay = deps.firstWindowDelayMs ?? ((chunkMs: number) => Math.random() * chunkMs);
   const sockets = new Map<string, ServerWebSocket>();
   const connections = new Map<string, VisionConnection>();
   const totals: StreamTotals = { frames: 0, bytes: 0, acks: 0 };
@@ -257,6 +264,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       supervisor,
       sessionId,
       vision,
+      firstWindowDelayMs: firstWindowDelay(vision.chunkMs),
       ...(modal.target ? { inferenceTarget: modal.target } : {}),
       captions: captionSink,
       observe: { totals, metrics },

@@ -190,6 +190,20 @@ describe('inference results ride on acks (SPEC §4)', () => {
     expect(fills.at(-1)).toBe(30);
   });
 
+  it('lets a session\'s first window run longer by the delay the server draws for it', async () => {
+    const inference = new FakeInference();
+    server = await startServer({ config: testConfig(IMMEDIATE), inference, firstWindowDelayMs: () => 300 });
+    const client = await connect();
+    // Frames keep coming, one per ack, until the first chunk goes out (the test's timeout bounds this).
+    for (let i = 1; inference.calls.length === 0; i++) {
+      client.send(frame(10));
+      await client.untilAcks(i);
+    }
+    const first = inference.calls[0]!.chunk;
+    expect(first.endS - first.startS).toBeGreaterThan(0.25);
+    expect(first.framesSeen).toBeGreaterThan(1);
+  });
+
   it('hands inference the exact bytes of the frames it samples', async () => {
     const inference = new FakeInference();
     await start({ VISION_CHUNK_SECONDS: '0.001', VISION_FRAMES_PER_CHUNK: '4' }, inference);

@@ -34,6 +34,8 @@ export interface VisionSocketOptions {
   supervisor: Actor<typeof supervisorMachine>;
   sessionId: string;
   vision: SessionVisionSettings;
+  /** How much longer than the chunk span the session's first window lasts (see `windowFrames`). */
+  firstWindowDelayMs?: number;
   /** Model credentials the client sent with the upgrade, if any. */
   inferenceTarget?: InferenceTarget;
   /** Receives every caption, keyed by its window id. */
@@ -59,7 +61,13 @@ export function serveVisionSocket(ws: ServerWebSocket, options: VisionSocketOpti
   const frames = new Subject<Uint8Array>();
   supervisor.send({
     type: 'session.open',
-    input: { sessionId, frames, vision, ...(options.inferenceTarget ? { inferenceTarget: options.inferenceTarget } : {}) },
+    input: {
+      sessionId,
+      frames,
+      vision,
+      ...(options.inferenceTarget ? { inferenceTarget: options.inferenceTarget } : {}),
+      ...(options.firstWindowDelayMs ? { firstWindowDelayMs: options.firstWindowDelayMs } : {}),
+    },
   });
   const session = supervisor.system.get(sessionSystemId(sessionId)) as SessionRef;
 

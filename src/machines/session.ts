@@ -41,6 +41,8 @@ export interface SessionInput {
   vision: SessionVisionSettings;
   /** Credentials the connection brought (upgrade headers), instead of the server's. */
   inferenceTarget?: InferenceTarget;
+  /** How much longer than `chunkMs` the first window lasts (see `windowFrames`); 0 when absent. */
+  firstWindowDelayMs?: number;
 }
 
 /** What the machine remembers of the chunk in flight; the frames stay with the invoked actor. */
@@ -83,6 +85,7 @@ export interface WindowFramesInput {
   ready$: Observable<unknown>;
   windowIdPrefix: string;
   vision: SessionVisionSettings;
+  firstWindowDelayMs?: number;
 }
 
 const notProvided = (name: string) => () => {
@@ -151,6 +154,7 @@ export const windowFramesActor = () =>
         spanMs: input.vision.chunkMs,
         maxFrames: input.vision.framesPerChunk,
         maxWindowFrames: input.vision.maxBufferFrames,
+        ...(input.firstWindowDelayMs ? { firstWindowDelayMs: input.firstWindowDelayMs } : {}),
         ready$: input.ready$,
         windowIdPrefix: input.windowIdPrefix,
       }),
@@ -294,6 +298,7 @@ export const sessionMachine = setup({
           ready$: emittedBy(self, 'inference.ready'),
           windowIdPrefix: context.sessionId,
           vision: context.vision,
+          ...(context.firstWindowDelayMs ? { firstWindowDelayMs: context.firstWindowDelayMs } : {}),
         }),
         },
       ],

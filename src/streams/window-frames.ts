@@ -13,6 +13,13 @@ export interface WindowFramesOptions {
    * stale window restarts, so a slow model is asked about the present.
    */
   maxWindowFrames: number;
+  /**
+   * How much longer than `spanMs` the first window lasts (default 0). Sessions
+   * that start together (say, every client reconnecting after a restart) would
+   * otherwise cut their chunks at the same instants, and their bursts of chunk
+   * work would delay every ack behind them; a random share of the span spreads them.
+   */
+  firstWindowDelayMs?: number;
   /** Emits when the consumer can take the next chunk (nothing is in flight). */
   ready$: Observable<unknown>;
   /** Prefix of the deterministic window id: `<prefix>-<index>`. */
@@ -32,6 +39,7 @@ export interface WindowFramesOptions {
  */
 export function windowFrames(options: WindowFramesOptions): OperatorFunction<Uint8Array, FrameChunk> {
   const { spanMs, maxFrames, maxWindowFrames, ready$, windowIdPrefix } = options;
+  const firstSpanMs = spanMs + (options.firstWindowDelayMs ?? 0);
   const scheduler = options.scheduler ?? asyncScheduler;
   return (source) =>
     new Observable<FrameChunk>((subscriber) => {
@@ -57,11 +65,12 @@ export function windowFrames(options: WindowFramesOptions): OperatorFunction<Uin
       const dispatchIfDue = () => {
         if (!ready || sampler.seen === 0) return;
         const age = scheduler.now() - firstAt;
-        if (age < spanMs) {
+        const span = index === 0 ? firstSpanMs : spanMs;
+        if (age < span) {
           timer ??= scheduler.schedule(() => {
             timer = null;
             dispatchIfDue();
-          }, spanMs - age);
+          }, span - age);
           return;
         }
         cancelTimer();

@@ -32,6 +32,19 @@ describe('windowFrames', () => {
     });
   });
 
+  it('makes only the first window longer by firstWindowDelayMs', () => {
+    scheduler().run(({ hot, expectObservable }) => {
+      // Due at 1 + 5 + 3 = 9 instead of 6; the next window, from c at 10, is due at 15 as usual.
+      const ready = hot('r----------r', { r: 1 });
+      const source = hot('-a-b------c-d--------', frames);
+      const expected = '  ---------x-----y-----';
+      expectObservable(source.pipe(windowFrames({ ...options, firstWindowDelayMs: 3, ready$: ready }))).toBe(expected, {
+        x: chunk(0, [f(1), f(2)], 1, 3),
+        y: chunk(1, [f(3), f(4)], 10, 12),
+      });
+    });
+  });
+
   it('keeps one chunk in flight: frames meanwhile join the next chunk, sent when ready again', () => {
     scheduler().run(({ hot, expectObservable }) => {
       // ready at 0 and again at 20; b and c arrive while chunk 0 is in flight
