@@ -142,25 +142,27 @@ export class FrameReader {
 
   private readHeader(data: Uint8Array, start: number, end: number): number {
     let at = start;
-    while (at < end && this.headerLength < this.headerNeed) this.header[this.headerLength++] = data[at++] as number;
-    if (this.headerLength < this.headerNeed) return at;
+    const { header } = this;
+    while (this.headerLength < 2 && at < end) header[this.headerLength++] = data[at++] as number;
+    if (this.headerLength < 2) return at;
     if (this.headerNeed === 2) {
       const error = this.checkFirstBytes();
       if (error) {
         this.failWith(error[0], error[1]);
         return end;
       }
-      const short = (this.header[1] as number) & 0x7f;
+      const short = (header[1] as number) & 0x7f;
       this.headerNeed = 2 + (short === 126 ? 2 : short === 127 ? 8 : 0) + 4;
-      return at;
     }
-    const short = (this.header[1] as number) & 0x7f;
+    while (this.headerLength < this.headerNeed && at < end) header[this.headerLength++] = data[at++] as number;
+    if (this.headerLength < this.headerNeed) return at;
+    const short = (header[1] as number) & 0x7f;
     let length = short;
     if (short === 126) {
-      length = ((this.header[2] as number) << 8) | (this.header[3] as number);
+      length = ((header[2] as number) << 8) | (header[3] as number);
     } else if (short === 127) {
-      const high = ((this.header[2] as number) << 24) | ((this.header[3] as number) << 16) | ((this.header[4] as number) << 8) | (this.header[5] as number);
-      const low = (((this.header[6] as number) << 24) | ((this.header[7] as number) << 16) | ((this.header[8] as number) << 8) | (this.header[9] as number)) >>> 0;
+      const high = ((header[2] as number) << 24) | ((header[3] as number) << 16) | ((header[4] as number) << 8) | (header[5] as number);
+      const low = (((header[6] as number) << 24) | ((header[7] as number) << 16) | ((header[8] as number) << 8) | (header[9] as number)) >>> 0;
       // Beyond 2^53 - 1 a length is no longer exact; any such message is over the limit anyway.
       if (high >>> 21 !== 0) {
         this.failWith(CloseCode.tooBig, 'Unsupported WebSocket frame: payload length > 2^53 - 1');
