@@ -6,6 +6,8 @@
  *   --rounds N   repeats of each scenario per server (medians are reported); default 3 for (a), 1 otherwise
  *   --quick      shorter runs, for a smoke check
  *   --only abcd  run only the named scenarios
+ *   --warmup S   seconds of load before (b) and (c) start measuring; default 2.
+ *                Longer runs measure a server whose JIT has settled.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -22,6 +24,9 @@ const roundsArg = args.indexOf('--rounds');
 const rounds = roundsArg >= 0 ? Number(args[roundsArg + 1]) : undefined;
 const onlyArg = args.indexOf('--only');
 const only = onlyArg >= 0 ? (args[onlyArg + 1] ?? '') : 'abcd';
+const warmupArg = args.indexOf('--warmup');
+const pacedWarmupMs = warmupArg >= 0 ? Number(args[warmupArg + 1]) * 1000 : 2_000;
+if (!Number.isFinite(pacedWarmupMs) || pacedWarmupMs < 0) throw new Error('--warmup takes a number of seconds');
 const pin = existsSync('/usr/bin/taskset') || existsSync('/bin/taskset');
 const CLK_TCK = 100;
 const KiB = 1024;
@@ -202,7 +207,7 @@ if (only.includes('b')) {
   const b = await rounds_(rounds ?? 1, (kind) =>
     measure(
       kind,
-      (url) => ({ kind: 'paced', url, sessions: 200, fps: 15, frameBytes: 40 * KiB, warmupMs: 2_000, durationMs }),
+      (url) => ({ kind: 'paced', url, sessions: 200, fps: 15, frameBytes: 40 * KiB, warmupMs: pacedWarmupMs, durationMs }),
       200,
     ),
   );
@@ -236,7 +241,7 @@ if (only.includes('c')) {
   const c = await rounds_(rounds ?? 1, (kind) =>
     measure(
       kind,
-      (url) => ({ kind: 'paced', url, sessions: 1000, fps: 1, frameBytes: 2 * KiB, warmupMs: 2_000, durationMs }),
+      (url) => ({ kind: 'paced', url, sessions: 1000, fps: 1, frameBytes: 2 * KiB, warmupMs: pacedWarmupMs, durationMs }),
       1000,
     ),
   );
