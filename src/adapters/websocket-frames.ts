@@ -227,12 +227,7 @@ export class FrameReader {
       this.targetIsSlot = false;
       return Buffer.allocUnsafe(total);
     }
-    if (this.messageLength > 0 && !this.targetIsSlot) {
-      // A fragmented message that started small moves into a reused buffer.
-      const grown = this.slotFor(total);
-      grown.set((this.target as Uint8Array).subarray(0, this.messageLength));
-      return grown;
-    }
+    // A fragmented message always goes into a reused buffer: only a single frame takes a pool slice.
     return this.slotFor(total);
   }
 
