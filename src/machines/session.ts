@@ -387,10 +387,15 @@ export const sessionMachine = setup({
               },
             },
             inferring: {
-              // Whatever ends the chunk (an answer, a timeout, a disconnect) stops the work on it.
-              exit: sendTo('inferChunks', { type: 'cancel' }),
+              // An answer or a failure has settled the call already. A timeout cancels it here, and a
+              // disconnect stops the inferChunks actor, which aborts it: no cancel on every answer.
               after: {
-                inferenceTimeout: { actions: { type: 'failChunk', params: { message: 'inference timed out', kind: 'timeout' } } },
+                inferenceTimeout: {
+                  actions: [
+                    sendTo('inferChunks', { type: 'cancel' }),
+                    { type: 'failChunk', params: { message: 'inference timed out', kind: 'timeout' } },
+                  ],
+                },
               },
               on: {
                 'inference.done': {
