@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import bufferUtil from 'bufferutil';
+import { framePool } from '../streams/frame-copies.ts';
 
 /**
  * The server side of RFC 6455 framing, for a socket read into one shared
@@ -226,19 +227,33 @@ export class FrameReader {
     return this.slotFor(total);
   }
 
-  /** The reused buffer whose turn it is, with room for `total` bytes and what is already in it. */
+  /**
+   * The reused buffer whose turn it is, with room for `total` bytes and what
+   * is already in it. Buffers come from the frame pool: one whose message the
+   * consumer kept (`FramePool.keep`) is the consumer's now, and is replaced.
+   */
   private slotFor(total: number): Uint8Array {
     this.targetIsSlot = true;
-    const current = this.slots[this.slot];
-    if (current && current.byteLength >= total && (current.byteLength <= SHRINK_MIN_BYTES || current.byteLength < total * SHRINK_FACTOR)) {
+    const current = this.slots[this.slot] ?? null;
+    const ours = current !== null && framePool.isLent(current);
+    if (ours && current.byteLength >= total && (current.byteLength <= SHRINK_MIN_BYTES || current.byteLength < total * SHRINK_FACTOR)) {
       return current;
     }
     // A fragmented message may outgrow its buffer; grow it geometrically, keeping what has arrived.
     const size = this.messageLength > 0 ? Math.min(this.maxMessageBytes, Math.max(total, 2 * this.messageLength)) : total;
-    const next = new Uint8Array(size);
+    const next = framePool.take(size);
     if (current && this.messageLength > 0) next.set(current.subarray(0, this.messageLength));
+    if (ours) framePool.giveBack(current);
     this.slots[this.slot] = next;
     return next;
+  }
+
+  /** Hands the reader's buffers back to the frame pool; it reads nothing after this. */
+  dispose(): void {
+    for (const buffer of this.slots) if (buffer) framePool.giveBack(buffer);
+    this.slots[0] = null;
+    this.slots[1] = null;
+    this.phase = Phase.failed;
   }
 
   private readPayload(data: Uint8Array, at: number, length: number): void {

@@ -264,5 +264,6 @@ export class ServerWebSocket {
     this.finished = true;
     clearTimeout(this.closeTimer);
     this.handlers?.close(this.closeCode);
+    this.reader.dispose();
   }
 }

@@ -21,6 +21,8 @@ export class FramePool {
   private readonly idle = new Map<number, number>();
   private readonly made = new WeakSet<ArrayBuffer>();
   private readonly pooled = new WeakSet<ArrayBuffer>();
+  /** Buffers a socket reader has taken to receive messages into, and may still write into. */
+  private readonly lent = new WeakSet<ArrayBuffer>();
   private freeBytes = 0;
   private trimTimer: NodeJS.Timeout | undefined;
   readonly maxFreeBytes: number;
@@ -39,20 +41,56 @@ export class FramePool {
   /** A copy of `bytes` in a pooled buffer; hand it back with `release` once done with it. */
   copy(bytes: Uint8Array): Uint8Array {
     if (bytes.length === 0) return new Uint8Array(0);
-    const size = sizeClass(bytes.length);
+    const copy = new Uint8Array(this.pop(sizeClass(bytes.length)), 0, bytes.length);
+    copy.set(bytes);
+    return copy;
+  }
+
+  /**
+   * Keeps `bytes` as they are when they lie in a buffer a reader took with
+   * `take` (the reader then writes there no more), else as a copy. Either way
+   * the frame is the caller's, to `release` once done with it.
+   */
+  keep(bytes: Uint8Array): Uint8Array {
+    const { buffer } = bytes;
+    if (buffer instanceof ArrayBuffer && this.lent.delete(buffer)) return bytes;
+    return this.copy(bytes);
+  }
+
+  /**
+   * A buffer of at least `size` bytes for a socket reader to receive messages
+   * into. It stays the reader's while `isLent` says so: `keep` may take it
+   * over, and the reader hands it back with `giveBack` when done.
+   */
+  take(size: number): Uint8Array {
+    const buffer = this.pop(sizeClass(size));
+    this.lent.add(buffer);
+    return new Uint8Array(buffer);
+  }
+
+  /** Whether the reader that took this buffer may still write into it. */
+  isLent(bytes: Uint8Array): boolean {
+    return bytes.buffer instanceof ArrayBuffer && this.lent.has(bytes.buffer);
+  }
+
+  /** A reader is done with a buffer it took (and that no one kept). */
+  giveBack(bytes: Uint8Array): void {
+    if (bytes.buffer instanceof ArrayBuffer && this.lent.delete(bytes.buffer)) this.release(bytes);
+  }
+
+  /** A free buffer of exactly `size` bytes (a size class), or a new one. */
+  private pop(size: number): ArrayBuffer {
     const stack = this.free.get(size);
-    let buffer = stack?.pop();
+    const buffer = stack?.pop();
     if (buffer && stack) {
       this.pooled.delete(buffer);
       this.freeBytes -= size;
       if (stack.length < (this.idle.get(size) ?? Infinity)) this.idle.set(size, stack.length);
-    } else {
-      buffer = new ArrayBuffer(size);
-      this.made.add(buffer);
+      return buffer;
     }
-    const copy = new Uint8Array(buffer, 0, bytes.length);
-    copy.set(bytes);
-    return copy;
+    const fresh = new ArrayBuffer(size);
+    this.made.add(fresh);
+    return fresh;
   }
 
   /**
@@ -62,6 +100,8 @@ export class FramePool {
   release(frame: Uint8Array): void {
     const { buffer } = frame;
     if (!(buffer instanceof ArrayBuffer) || !this.made.has(buffer) || this.pooled.has(buffer) || buffer.detached) return;
+    // A reader's buffer goes back through `giveBack`, not through one of the frames it lent.
+    if (this.lent.has(buffer)) return;
     const size = buffer.byteLength;
     if (this.freeBytes + size > this.maxFreeBytes) {
       buffer.transfer(0);
@@ -122,6 +162,11 @@ export function copyFrame(bytes: Uint8Array): Uint8Array {
   return framePool.copy(bytes);
 }
 
+/** A frame of the caller's own: the socket's buffer taken over when it can be, else a copy. */
+export function keepFrame(bytes: Uint8Array): Uint8Array {
+  return framePool.keep(bytes);
+}
+
 export function releaseFrame(frame: Uint8Array): void {
   framePool.release(frame);
 }
@@ -130,5 +175,5 @@ export function releaseFrames(frames: readonly Uint8Array[]): void {
   for (const frame of frames) framePool.release(frame);
 }
 
-/** How the windowing operator's sampler holds frames: pooled copies. */
-export const frameCopies: SampleOwnership<Uint8Array> = { own: copyFrame, release: releaseFrame };
+/** How the windowing operator's sampler holds frames: the socket's pooled buffers, or pooled copies. */
+export const frameCopies: SampleOwnership<Uint8Array> = { own: keepFrame, release: releaseFrame };

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { FrameReader, type FrameEvents } from '../../src/adapters/websocket-frames.ts';
+import { framePool } from '../../src/streams/frame-copies.ts';
 import { closePayload, digest, Op, pattern, rawFrame } from '../helpers/ws-frames.ts';
 
 type Event =
@@ -79,6 +80,25 @@ describe('FrameReader', () => {
     expect(digest(delivered[2]!)).toBe(digest(b));
     expect(digest(delivered[3]!)).toBe(digest(c));
     expect(digest(delivered[0]!)).not.toBe(digest(a));
+  });
+
+  it('writes no more into a buffer whose message the consumer kept', () => {
+    const kept: Uint8Array[] = [];
+    const reader = new FrameReader(1 << 20, {
+      binary: (bytes) => kept.push(framePool.keep(bytes)),
+      text: () => undefined,
+      ping: () => undefined,
+      close: () => undefined,
+      fail: () => undefined,
+    });
+    const payloads = [1, 2, 3, 4, 5].map((seed) => pattern(40_000, seed));
+    for (const payload of payloads) {
+      const frame = rawFrame(Op.binary, payload);
+      reader.feed(frame, 0, frame.length);
+    }
+    expect(kept.map(digest)).toEqual(payloads.map(digest));
+    expect(new Set(kept.map((bytes) => bytes.buffer)).size).toBe(5);
+    for (const frame of kept) framePool.release(frame);
   });
 
   it('joins fragments into one message and delivers a control frame between them', () => {

@@ -68,6 +68,33 @@ describe('FramePool', () => {
     expect(pool.freeByteCount).toBe(0);
   });
 
+  it('keeps a frame in a buffer a reader took without copying it, and the reader loses that buffer', () => {
+    const pool = new FramePool();
+    const slot = pool.take(40_000);
+    slot.fill(9, 0, 40_000);
+    const lent = slot.subarray(0, 40_000);
+    const kept = pool.keep(lent);
+    expect(kept).toBe(lent);
+    expect(pool.isLent(slot)).toBe(false);
+    pool.giveBack(slot); // the reader lets go of it: nothing happens, it is kept
+    expect(pool.holds(kept)).toBe(false);
+    pool.release(kept);
+    expect(pool.holds(kept)).toBe(true);
+  });
+
+  it('copies a frame it cannot keep in place, and takes a reader\'s buffer back only through giveBack', () => {
+    const pool = new FramePool();
+    const slot = pool.take(40_000);
+    const kept = pool.keep(slot.subarray(0, 100)); // the first keep takes the buffer over
+    const copy = pool.keep(Uint8Array.of(1, 2, 3)); // not a reader's: copied
+    expect(copy.buffer).not.toBe(kept.buffer);
+    const other = pool.take(40_000);
+    pool.release(other.subarray(0, 10)); // a lent frame released by mistake: ignored
+    expect(pool.holds(other)).toBe(false);
+    pool.giveBack(other);
+    expect(pool.holds(other)).toBe(true);
+  });
+
   it('sizes classes eight to a power of two, wasting at most an eighth', () => {
     expect([1, 1024, 1025, 2048, 40_000, 40_960, 40_961, 65_536].map(sizeClass)).toEqual([
       1024, 1024, 1152, 2048, 40_960, 40_960, 45_056, 65_536,
