@@ -124,7 +124,7 @@ export function serveVisionSocket(ws: ServerWebSocket, options: VisionSocketOpti
     } else {
       ws.send(ack);
     }
-    // The bytes are lent until the next frame arrives; the windowing copies what it keeps.
+    // The bytes are lent until the next frame arrives; the windowing keeps (takes over or copies) what it needs.
     if (bytes.length > 0) frames.next(bytes);
   };
 

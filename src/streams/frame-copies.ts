@@ -1,8 +1,10 @@
 import type { SampleOwnership } from './even-sampler.ts';
 
 /**
- * Frames kept past their message are copied into buffers from a process-wide
- * pool, and handed back to it once done with.
+ * Frames kept past their message live in buffers from a process-wide pool,
+ * and go back to it once done with. The socket reader receives large
+ * messages into pool buffers (`take`), so keeping one of those takes the
+ * buffer over (`keep`); anything else is copied.
  *
  * Why: a message's bytes are only lent by the socket (`websocket.ts`), so a
  * kept frame needs a copy; and a fresh ArrayBuffer per copy (about 40 MB/s at
