@@ -10,14 +10,15 @@ import { asciiTextFrame, closeFrame, CloseCode, FrameReader, pongFrame, textFram
  *
  * Every connection reads into one shared buffer (`net.Socket`'s `onread`), so
  * a read allocates nothing; `FrameReader` copies each message out once, into
- * a buffer it reuses. A general-purpose WebSocket library gets a fresh buffer
+ * a pooled buffer it reuses unless the consumer keeps the message in it
+ * (`FramePool.keep`). A general-purpose WebSocket library gets a fresh buffer
  * from Node for every read instead; at 15 fps × 40 KiB × 200 sessions that is
  * over 100 MB/s of short-lived external memory, and V8 answers it with one
  * mark-compact after another once the heap holds a few hundred sessions' state
  * (bench/RESULTS.md). Acks written while a read is handled go out as one write.
  *
- * No extension is negotiated (permessage-deflate would cost more CPU than it
- * saves on JPEG frames).
+ * No extension is negotiated: permessage-deflate would spend CPU on JPEG
+ * frames, which do not compress.
  */
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
