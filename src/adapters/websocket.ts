@@ -18,7 +18,7 @@ import { asciiTextFrame, closeFrame, CloseCode, FrameReader, pongFrame, textFram
  * (bench/RESULTS.md). Acks written while a read is handled go out as one write.
  *
  * No extension is negotiated: permessage-deflate would spend CPU on JPEG
- * frames, which do not compress.
+ * frames, which barely compress.
  */
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
