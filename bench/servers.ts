@@ -16,7 +16,7 @@ import { fixedLatencyInference, type ChunkStats } from './fixed-latency-inferenc
 
 const MAX_FRAME_BYTES = 4 * 1024 * 1024;
 
-/** The baseline: the same ws setup (noServer upgrade, maxPayload, bufferutil when installed), acks only. */
+/** The baseline: a plain `ws` ack server (noServer upgrade, maxPayload, bufferutil when installed). */
 async function startBare(): Promise<string> {
   const server = createServer((_req, res) => res.writeHead(404).end());
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, clientTracking: false, perMessageDeflate: false });

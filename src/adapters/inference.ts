@@ -36,7 +36,8 @@ export interface InferenceError {
 export interface InferenceSession {
   /**
    * The chunk's frames are lent: read (or copy) them before the returned promise
-   * settles. Once it settles the session actor frees them, and they read as empty.
+   * settles. Once it settles the session actor returns them to the frame pool,
+   * which reuses their buffers.
    */
   infer(chunk: FrameChunk, signal: AbortSignal): Promise<Result<Caption, InferenceError>>;
   close(): Promise<void>;

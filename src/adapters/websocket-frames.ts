@@ -10,14 +10,12 @@ import { framePool } from '../streams/frame-copies.ts';
  * buffer of its own.
  */
 
+/** The close codes this end reports or sends on its own. */
 export const CloseCode = {
-  normal: 1000,
-  goingAway: 1001,
   protocolError: 1002,
   noStatus: 1005,
   abnormal: 1006,
   invalidPayload: 1007,
-  policyViolation: 1008,
   tooBig: 1009,
 } as const;
 
@@ -81,7 +79,7 @@ function unmaskInto(
   bufferUtil.mask(source.subarray(start, start + length), maskKey, target, offset, length);
 }
 
-export function isValidCloseCode(code: number): boolean {
+function isValidCloseCode(code: number): boolean {
   return (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
 }
 
@@ -332,7 +330,7 @@ export class FrameReader {
 }
 
 /** A server frame header (unmasked, FIN set) for a payload of `length` bytes. */
-export function frameHeader(opcode: number, length: number): Buffer {
+function frameHeader(opcode: number, length: number): Buffer {
   if (length < 126) return Buffer.from([0x80 | opcode, length]);
   if (length < 65536) return Buffer.from([0x80 | opcode, 126, length >>> 8, length & 0xff]);
   const header = Buffer.alloc(10);

@@ -46,7 +46,7 @@ export interface WebSocketOptions {
   closeTimeoutMs?: number;
 }
 
-export type UpgradeRefusal = { status: 400 | 405; message: string };
+type UpgradeRefusal = { status: 400 | 405; message: string };
 
 function headerValue(req: IncomingMessage, name: string): string | undefined {
   const value = req.headers[name];
@@ -54,7 +54,7 @@ function headerValue(req: IncomingMessage, name: string): string | undefined {
 }
 
 /** Why the request is not a WebSocket handshake this server can complete, if it is not. */
-export function upgradeRefusal(req: IncomingMessage): UpgradeRefusal | undefined {
+function upgradeRefusal(req: IncomingMessage): UpgradeRefusal | undefined {
   if (req.method !== 'GET') return { status: 405, message: 'Invalid HTTP method' };
   if (headerValue(req, 'upgrade')?.toLowerCase() !== 'websocket') return { status: 400, message: 'Invalid Upgrade header' };
   const key = headerValue(req, 'sec-websocket-key');

@@ -7,7 +7,7 @@ import type { SampleOwnership } from './even-sampler.ts';
  * buffer over (`keep`); anything else is copied.
  *
  * Why: a message's bytes are only lent by the socket (`websocket.ts`), so a
- * kept frame needs a copy; and a fresh ArrayBuffer per copy (about 40 MB/s at
+ * kept frame needs a buffer of its own; and a fresh ArrayBuffer per frame (about 40 MB/s at
  * 200 sessions × 15 fps × 40 KiB) keeps V8's incremental marking running from
  * one mark-compact to the next, even when every copy is freed promptly
  * (bench/RESULTS.md). Reused buffers cost the collector nothing.
@@ -96,8 +96,9 @@ export class FramePool {
   }
 
   /**
-   * Takes back the buffer of a frame made by `copy`; the frame must not be read
-   * after this. A frame from elsewhere, or one already released, is left alone.
+   * Takes back the buffer of a frame made by `copy` or kept with `keep`; the
+   * frame must not be read after this. A frame from elsewhere, one a reader
+   * still lends, or one already released is left alone.
    */
   release(frame: Uint8Array): void {
     const { buffer } = frame;
@@ -178,4 +179,4 @@ export function releaseFrames(frames: readonly Uint8Array[]): void {
 }
 
 /** How the windowing operator's sampler holds frames: the socket's pooled buffers, or pooled copies. */
-export const frameCopies: SampleOwnership<Uint8Array> = { own: keepFrame, release: releaseFrame };
+export const pooledFrames: SampleOwnership<Uint8Array> = { own: keepFrame, release: releaseFrame };

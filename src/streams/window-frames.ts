@@ -1,7 +1,7 @@
 import { asyncScheduler, Observable, type OperatorFunction, type SchedulerLike, type Subscription } from 'rxjs';
 import type { FrameChunk } from '../adapters/inference.ts';
 import { EvenSampler, type SampleOwnership } from './even-sampler.ts';
-import { frameCopies } from './frame-copies.ts';
+import { pooledFrames } from './frame-copies.ts';
 
 export interface WindowFramesOptions {
   /** Minimum age of a window, from its first frame, before it is dispatched. */
@@ -24,7 +24,7 @@ export interface WindowFramesOptions {
   ready$: Observable<unknown>;
   /** Prefix of the deterministic window id: `<prefix>-<index>`. */
   windowIdPrefix: string;
-  /** How kept frames are held; by default as copies that are freed when dropped (`frame-copies.ts`). */
+  /** How kept frames are held; by default in the frame pool, handed back when dropped (`frame-copies.ts`). */
   ownership?: SampleOwnership<Uint8Array>;
   scheduler?: SchedulerLike;
 }
@@ -44,7 +44,7 @@ export function windowFrames(options: WindowFramesOptions): OperatorFunction<Uin
   return (source) =>
     new Observable<FrameChunk>((subscriber) => {
       const originMs = scheduler.now();
-      const sampler = new EvenSampler<Uint8Array>(maxFrames, options.ownership ?? frameCopies);
+      const sampler = new EvenSampler<Uint8Array>(maxFrames, options.ownership ?? pooledFrames);
       let ready = false;
       let firstAt = 0;
       let lastAt = 0;
