@@ -37,7 +37,8 @@ export interface InferenceSession {
   /**
    * The chunk's frames are lent: read (or copy) them before the returned promise
    * settles. Once it settles the session actor returns them to the frame pool,
-   * which reuses their buffers.
+   * which reuses their buffers. The signal may be handed to the next call once
+   * this one settles: remove any listener added to it by then.
    */
   infer(chunk: FrameChunk, signal: AbortSignal): Promise<Result<Caption, InferenceError>>;
   close(): Promise<void>;

@@ -107,14 +107,18 @@ export type InferCommand = { type: 'infer'; inference: InferenceSession; chunk: 
  * session. One long-lived actor instead of one per chunk: a chunk then costs
  * two events, not an actor's creation and teardown. `cancel` (sent when the
  * machine leaves `inferring`, on a timeout say) and stopping abort the chunk
- * in flight; a late answer to an aborted chunk is dropped.
+ * in flight; a late answer to an aborted chunk is dropped. A call that settled
+ * hands its signal, never aborted, to the next one (an AbortController is
+ * costly to make); an aborted one is never used again.
  */
 export const inferChunksActor = () =>
   fromCallback<InferCommand>(({ sendBack, receive }) => {
     let current: AbortController | null = null;
+    let spare: AbortController | null = null;
     const settle = (controller: AbortController, chunk: FrameChunk, report: SessionEvent) => {
       if (current !== controller) return;
       current = null;
+      spare = controller;
       // The port has settled, so it is done with the frames. An aborted call may still read them: those go to the GC.
       releaseFrames(chunk.frames);
       sendBack(report);
@@ -123,7 +127,8 @@ export const inferChunksActor = () =>
       current?.abort();
       current = null;
       if (command.type !== 'infer') return;
-      const controller = new AbortController();
+      const controller = spare ?? new AbortController();
+      spare = null;
       current = controller;
       const { chunk } = command;
       command.inference.infer(chunk, controller.signal).then(

@@ -117,6 +117,26 @@ describe('session machine (SPEC §5)', () => {
     actor.stop();
   });
 
+  it('gives the call after a timed-out one a signal that is not aborted', async () => {
+    const inference = new FakeInference();
+    const { actor, clock } = run(inference, { inferenceTimeoutMs: 5_000 });
+    await waitFor(actor, (s) => s.matches({ active: { inference: 'idle' } }));
+    actor.send({ type: 'window.ready', chunk: chunk(0) });
+    await inference.until(() => inference.calls.length === 1);
+    inference.calls[0]!.resolve(ok(FakeInference.caption(chunk(0))));
+    await waitFor(actor, (s) => s.matches({ active: { inference: 'idle' } }));
+    actor.send({ type: 'window.ready', chunk: chunk(1) });
+    await inference.until(() => inference.calls.length === 2);
+    clock.increment(5_000); // times out, aborting the second call's signal
+    clock.increment(1_000); // backoff over
+    expect(inferenceState(actor)).toBe('idle');
+    actor.send({ type: 'window.ready', chunk: chunk(2) });
+    await inference.until(() => inference.calls.length === 3);
+    expect(inference.calls[1]!.signal.aborted).toBe(true);
+    expect(inference.calls[2]!.signal.aborted).toBe(false);
+    actor.stop();
+  });
+
   it('returns the frames of an answered chunk to the pool, and leaves those of an abandoned one to the collector', async () => {
     const inference = new FakeInference();
     const { actor, clock } = run(inference, { inferenceTimeoutMs: 5_000 });
