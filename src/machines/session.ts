@@ -151,6 +151,14 @@ export const closeInferenceActor = () =>
     await input.inference?.close();
   });
 
+/**
+ * How far a window's due time is rounded up (see `windowFrames`' `alignMs`):
+ * a twentieth of the span, at most 50 ms, none below a 20 ms span. With the
+ * default 1 s span, windows fall due on a 50 ms grid, so the chunks of 200
+ * sessions are cut about ten at a time instead of one at a time.
+ */
+export const dispatchAlignMs = (chunkMs: number): number => Math.min(50, Math.floor(chunkMs / 20));
+
 /** Feeds `window.ready` events from the frame stream, cut by the windowing operator. */
 export const windowFramesActor = () =>
   fromEventObservable<{ type: 'window.ready'; chunk: FrameChunk }, WindowFramesInput>(({ input }) =>
@@ -159,6 +167,7 @@ export const windowFramesActor = () =>
         spanMs: input.vision.chunkMs,
         maxFrames: input.vision.framesPerChunk,
         maxWindowFrames: input.vision.maxBufferFrames,
+        alignMs: dispatchAlignMs(input.vision.chunkMs),
         ...(input.firstWindowDelayMs ? { firstWindowDelayMs: input.firstWindowDelayMs } : {}),
         ready$: input.ready$,
         windowIdPrefix: input.windowIdPrefix,

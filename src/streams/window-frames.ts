@@ -20,6 +20,15 @@ export interface WindowFramesOptions {
    * work would delay every ack behind them; a random share of the span spreads them.
    */
   firstWindowDelayMs?: number;
+  /**
+   * Rounds each window's due time up to a multiple of this many milliseconds on
+   * the scheduler's clock (default 0: no rounding). The windows of many sessions
+   * that fall due within one step are then cut in the same timer turn, one after
+   * the other, while the code and data of the chunk path are still in the CPU's
+   * caches, instead of each in a turn of its own between reads that evict them
+   * (timer coalescing). A window lasts up to this much longer.
+   */
+  alignMs?: number;
   /** Emits when the consumer can take the next chunk (nothing is in flight). */
   ready$: Observable<unknown>;
   /** Prefix of the deterministic window id: `<prefix>-<index>`. */
@@ -40,7 +49,9 @@ export interface WindowFramesOptions {
 export function windowFrames(options: WindowFramesOptions): OperatorFunction<Uint8Array, FrameChunk> {
   const { spanMs, maxFrames, maxWindowFrames, ready$, windowIdPrefix } = options;
   const firstSpanMs = spanMs + (options.firstWindowDelayMs ?? 0);
+  const alignMs = options.alignMs ?? 0;
   const scheduler = options.scheduler ?? asyncScheduler;
+  const alignUp = (ms: number) => (alignMs > 0 ? Math.ceil(ms / alignMs) * alignMs : ms);
   return (source) =>
     new Observable<FrameChunk>((subscriber) => {
       const originMs = scheduler.now();
@@ -64,13 +75,13 @@ export function windowFrames(options: WindowFramesOptions): OperatorFunction<Uin
 
       const dispatchIfDue = () => {
         if (!ready || sampler.seen === 0) return;
-        const age = scheduler.now() - firstAt;
-        const span = index === 0 ? firstSpanMs : spanMs;
-        if (age < span) {
+        const now = scheduler.now();
+        const dueAt = alignUp(firstAt + (index === 0 ? firstSpanMs : spanMs));
+        if (now < dueAt) {
           timer ??= scheduler.schedule(() => {
             timer = null;
             dispatchIfDue();
-          }, span - age);
+          }, dueAt - now);
           return;
         }
         cancelTimer();

@@ -45,6 +45,19 @@ describe('windowFrames', () => {
     });
   });
 
+  it('rounds due times up to a multiple of alignMs: a frame arriving in between joins the chunk', () => {
+    scheduler().run(({ hot, expectObservable }) => {
+      // a at 1: due at 6, rounded to 8, so c at 7 is in it. d at 10: due at 15, rounded to 16.
+      const ready = hot('r---------r', { r: 1 });
+      const source = hot('-a-----c--d--------', frames);
+      const expected = '  --------x-------y---';
+      expectObservable(source.pipe(windowFrames({ ...options, alignMs: 4, ready$: ready }))).toBe(expected, {
+        x: chunk(0, [f(1), f(3)], 1, 7),
+        y: chunk(1, [f(4)], 10, 10),
+      });
+    });
+  });
+
   it('keeps one chunk in flight: frames meanwhile join the next chunk, sent when ready again', () => {
     scheduler().run(({ hot, expectObservable }) => {
       // ready at 0 and again at 20; b and c arrive while chunk 0 is in flight
