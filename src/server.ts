@@ -184,8 +184,14 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     config.workerBaseUrl && config.magicWord
       ? workerCaptionWriter({ baseUrl: config.workerBaseUrl, magicWord: config.magicWord })
       : undefined;
+  const captionLogger = logger.child({ component: 'captions' });
+  // The embedded store writes a batch in one transaction. Captions wait up to 100 ms for theirs:
+  // nothing reads them sooner (the intervention tick reads once a minute), and each saves a commit.
   const captionSink =
-    deps.captionSink ?? createCaptionSink(workerWriter ?? storeCaptionWriter(store), { logger: logger.child({ component: 'captions' }) });
+    deps.captionSink ??
+    (workerWriter
+      ? createCaptionSink(workerWriter, { logger: captionLogger })
+      : createCaptionSink(storeCaptionWriter(store), { logger: captionLogger, batchSize: 100, lingerMs: 100 }));
   if (config.workerBaseUrl && !config.magicWord) {
     logger.warn({}, 'WORKER_BASE_URL is set without MAGIC_WORD: captions stay in the embedded store');
   }

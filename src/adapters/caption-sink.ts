@@ -9,8 +9,8 @@ export interface WriteFailure {
   message: string;
 }
 
-/** Stores one caption somewhere; never throws. */
-export type CaptionWriter = (caption: CaptionUpload) => Promise<Result<void, WriteFailure>>;
+/** Stores a batch of captions somewhere, all or none (re-sending one is harmless); never throws. */
+export type CaptionWriter = (captions: readonly CaptionUpload[]) => Promise<Result<void, WriteFailure>>;
 
 export interface CaptionSinkStats {
   written: number;
@@ -30,7 +30,15 @@ export interface CaptionSink {
 
 export interface CaptionSinkOptions {
   maxQueue?: number;
+  /** Batches written at once, at most. */
   concurrency?: number;
+  /** Captions handed to the writer in one call, at most (default 1). */
+  batchSize?: number;
+  /**
+   * How long a caption may wait for others to fill its batch (default 0: none).
+   * A full batch goes at once; a flush does not wait.
+   */
+  lingerMs?: number;
   maxAttempts?: number;
   baseDelayMs?: number;
   maxDelayMs?: number;
@@ -44,14 +52,17 @@ interface Job {
 }
 
 /**
- * A bounded queue in front of a writer: writes run with limited concurrency,
- * failures marked retryable come back after an exponential backoff with
- * jitter, a full queue refuses new captions. Refusals and final failures are
- * counted and logged.
+ * A bounded queue in front of a writer: captions are written in batches of up
+ * to `batchSize` (gathered for up to `lingerMs`) with limited concurrency;
+ * batches that fail with a retryable error come back after an exponential
+ * backoff with jitter; a full queue refuses new captions. Refusals and final
+ * failures are counted and logged.
  */
 export function createCaptionSink(writer: CaptionWriter, options: CaptionSinkOptions): CaptionSink {
   const maxQueue = options.maxQueue ?? 1_000;
   const concurrency = options.concurrency ?? 4;
+  const batchSize = options.batchSize ?? 1;
+  const lingerMs = options.lingerMs ?? 0;
   const maxAttempts = options.maxAttempts ?? 5;
   const baseDelayMs = options.baseDelayMs ?? 200;
   const maxDelayMs = options.maxDelayMs ?? 10_000;
@@ -59,14 +70,17 @@ export function createCaptionSink(writer: CaptionWriter, options: CaptionSinkOpt
   const { logger } = options;
 
   const queue: Job[] = [];
-  /** Jobs waiting out a backoff, by their timer. */
-  const waiting = new Map<NodeJS.Timeout, Job>();
+  /** Batches waiting out a backoff, by their timer. */
+  const waiting = new Map<NodeJS.Timeout, Job[]>();
+  let waitingJobs = 0;
   const stats = { written: 0, retried: 0, failed: 0, dropped: 0 };
-  let running = 0;
+  let runningBatches = 0;
+  let runningJobs = 0;
+  let linger: NodeJS.Timeout | null = null;
   let flushing = false;
   const idle: Array<() => void> = [];
 
-  const pending = () => queue.length + running + waiting.size;
+  const pending = () => queue.length + runningJobs + waitingJobs;
 
   const settleIfIdle = () => {
     if (pending() > 0) return;
@@ -74,38 +88,56 @@ export function createCaptionSink(writer: CaptionWriter, options: CaptionSinkOpt
   };
 
   const pump = () => {
-    while (running < concurrency && queue.length > 0) {
-      const job = queue.shift() as Job;
-      running += 1;
-      void run(job);
+    while (runningBatches < concurrency && queue.length > 0) {
+      void run(queue.splice(0, batchSize));
+    }
+    if (queue.length === 0 && linger !== null) {
+      clearTimeout(linger);
+      linger = null;
     }
     settleIfIdle();
   };
 
-  const run = async (job: Job) => {
-    job.attempts += 1;
-    const result = await writer(job.caption);
-    running -= 1;
+  const run = async (batch: Job[]) => {
+    runningBatches += 1;
+    runningJobs += batch.length;
+    for (const job of batch) job.attempts += 1;
+    const result = await writer(batch.map((job) => job.caption));
+    runningBatches -= 1;
+    runningJobs -= batch.length;
     if (result.ok) {
-      stats.written += 1;
-    } else if (result.error.retryable && job.attempts < maxAttempts) {
-      stats.retried += 1;
-      // While flushing, retries do not wait: the shutdown deadline bounds them.
-      const delay = flushing ? 0 : Math.min(maxDelayMs, baseDelayMs * 2 ** (job.attempts - 1)) * (0.5 + random() / 2);
-      const timer = setTimeout(() => {
-        waiting.delete(timer);
-        queue.unshift(job);
-        pump();
-      }, delay);
-      waiting.set(timer, job);
+      stats.written += batch.length;
     } else {
-      stats.failed += 1;
-      logger.error(
-        { windowId: job.caption.windowId, attempts: job.attempts, err: result.error.message },
-        'caption write failed for good',
-      );
+      const again: Job[] = [];
+      for (const job of batch) {
+        if (result.error.retryable && job.attempts < maxAttempts) {
+          again.push(job);
+          continue;
+        }
+        stats.failed += 1;
+        logger.error(
+          { windowId: job.caption.windowId, attempts: job.attempts, err: result.error.message },
+          'caption write failed for good',
+        );
+      }
+      if (again.length > 0) retryLater(again);
     }
     pump();
+  };
+
+  const retryLater = (batch: Job[]) => {
+    stats.retried += batch.length;
+    const attempts = Math.max(...batch.map((job) => job.attempts));
+    // While flushing, retries do not wait: the shutdown deadline bounds them.
+    const delay = flushing ? 0 : Math.min(maxDelayMs, baseDelayMs * 2 ** (attempts - 1)) * (0.5 + random() / 2);
+    waitingJobs += batch.length;
+    const timer = setTimeout(() => {
+      waiting.delete(timer);
+      waitingJobs -= batch.length;
+      queue.unshift(...batch);
+      pump();
+    }, delay);
+    waiting.set(timer, batch);
   };
 
   return {
@@ -116,15 +148,20 @@ export function createCaptionSink(writer: CaptionWriter, options: CaptionSinkOpt
         return;
       }
       queue.push({ caption, attempts: 0 });
-      pump();
+      if (lingerMs === 0 || flushing || queue.length >= batchSize) pump();
+      else linger ??= setTimeout(() => {
+        linger = null;
+        pump();
+      }, lingerMs);
     },
     flush(timeoutMs) {
       flushing = true;
       // A flush does not wait out backoff delays: retry those writes now.
-      for (const [timer, job] of waiting) {
+      for (const [timer, batch] of waiting) {
         clearTimeout(timer);
         waiting.delete(timer);
-        queue.push(job);
+        waitingJobs -= batch.length;
+        queue.push(...batch);
       }
       if (pending() === 0) return Promise.resolve(0);
       return new Promise<number>((resolve) => {
@@ -140,11 +177,11 @@ export function createCaptionSink(writer: CaptionWriter, options: CaptionSinkOpt
   };
 }
 
-/** Writes captions to the embedded store. */
+/** Writes captions to the embedded store, a batch in one transaction. */
 export function storeCaptionWriter(store: Store): CaptionWriter {
-  return async (caption) => {
+  return async (captions) => {
     try {
-      await store.insertCaptionWindow(caption);
+      await store.insertCaptionWindows(captions);
       return ok(undefined);
     } catch (error) {
       // SQLITE_BUSY and friends pass; a closed database does not come back.
@@ -166,7 +203,7 @@ export function workerCaptionWriter(options: WorkerWriterOptions): CaptionWriter
   const timeoutMs = options.timeoutMs ?? 5_000;
   const agent = new Agent({ connections: 8, connectTimeout: timeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
   const url = new URL('/captions/upload', options.baseUrl).toString();
-  const writer = async (caption: CaptionUpload): Promise<Result<void, WriteFailure>> => {
+  const post = async (caption: CaptionUpload): Promise<Result<void, WriteFailure>> => {
     try {
       const res = await request(url, {
         method: 'POST',
@@ -182,6 +219,14 @@ export function workerCaptionWriter(options: WorkerWriterOptions): CaptionWriter
     } catch (error) {
       return err({ retryable: true, message: (error as Error).message });
     }
+  };
+  // The Worker takes one caption a request: a batch goes one by one and stops at the first failure.
+  const writer: CaptionWriter = async (captions) => {
+    for (const caption of captions) {
+      const result = await post(caption);
+      if (!result.ok) return result;
+    }
+    return ok(undefined);
   };
   return Object.assign(writer, { close: () => agent.destroy() });
 }

@@ -104,6 +104,21 @@ export function openSqliteStore(options: SqliteStoreOptions): Store & { db: Data
       const result = insertCaption.run(...captionValues(c, storedAt));
       return { inserted: Number(result.changes) > 0, storedAt };
     },
+    async insertCaptionWindows(captions: readonly CaptionUpload[]): Promise<InsertResult[]> {
+      const storedAt = now();
+      db.exec('BEGIN');
+      try {
+        const results = captions.map((c) => ({
+          inserted: Number(insertCaption.run(...captionValues(c, storedAt)).changes) > 0,
+          storedAt,
+        }));
+        db.exec('COMMIT');
+        return results;
+      } catch (error) {
+        if (db.isTransaction) db.exec('ROLLBACK');
+        throw error;
+      }
+    },
     async windowsSince(sinceMs: number) {
       return {
         biometrics: (biometricsSince.all(sinceMs) as unknown as unknown[][]).map(biometricRow),

@@ -56,6 +56,8 @@ export interface InsertResult {
 export interface Store {
   insertBiometricWindow(window: BiometricUpload): Promise<InsertResult>;
   insertCaptionWindow(caption: CaptionUpload): Promise<InsertResult>;
+  /** Inserts a batch of captions all or none (one transaction), with one `storedAt`. */
+  insertCaptionWindows(captions: readonly CaptionUpload[]): Promise<InsertResult[]>;
   /** Windows created at or after `sinceMs` (epoch ms), oldest first. */
   windowsSince(sinceMs: number): Promise<{ biometrics: BiometricWindowRow[]; captions: CaptionWindowRow[] }>;
   insertIntervention(intervention: NewIntervention): Promise<number>;

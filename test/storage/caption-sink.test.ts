@@ -134,9 +134,9 @@ describe('createCaptionSink', () => {
 
   it('does not retry a failure marked final, and gives up after maxAttempts', async () => {
     const calls: string[] = [];
-    const writer: CaptionWriter = async (c) => {
-      calls.push(c.windowId);
-      return err({ retryable: c.windowId === 'w-1', message: 'nope' });
+    const writer: CaptionWriter = async ([c]) => {
+      calls.push(c!.windowId);
+      return err({ retryable: c!.windowId === 'w-1', message: 'nope' });
     };
     const sink = createCaptionSink(writer, { logger: quiet, maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 1 });
     sink.write(caption(0));
@@ -154,5 +154,47 @@ describe('createCaptionSink', () => {
     await vi.waitFor(() => expect(sink.stats().retried).toBe(1));
     expect(await sink.flush(1_000)).toBe(0);
     expect(sink.stats()).toMatchObject({ written: 1, pending: 0 });
+  });
+
+  it('gathers the captions written within lingerMs into one batch', async () => {
+    const batches: string[][] = [];
+    const writer: CaptionWriter = async (captions) => {
+      batches.push(captions.map((c) => c.windowId));
+      return ok(undefined);
+    };
+    const sink = createCaptionSink(writer, { logger: quiet, batchSize: 10, lingerMs: 20 });
+    for (let i = 0; i < 3; i++) sink.write(caption(i));
+    expect(batches).toEqual([]);
+    await vi.waitFor(() => expect(sink.stats()).toMatchObject({ written: 3, pending: 0 }));
+    expect(batches).toEqual([['w-0', 'w-1', 'w-2']]);
+  });
+
+  it('writes a full batch at once, and the rest on flush without waiting out the linger', async () => {
+    const batches: string[][] = [];
+    const writer: CaptionWriter = async (captions) => {
+      batches.push(captions.map((c) => c.windowId));
+      return ok(undefined);
+    };
+    const sink = createCaptionSink(writer, { logger: quiet, batchSize: 2, lingerMs: 60_000 });
+    for (let i = 0; i < 3; i++) sink.write(caption(i));
+    expect(batches).toEqual([['w-0', 'w-1']]);
+    expect(await sink.flush(1_000)).toBe(0);
+    expect(batches).toEqual([['w-0', 'w-1'], ['w-2']]);
+  });
+
+  it('retries a failed batch whole, each caption counted', async () => {
+    const batches: string[][] = [];
+    const writer: CaptionWriter = async (captions) => {
+      batches.push(captions.map((c) => c.windowId));
+      return batches.length === 1 ? err({ retryable: true, message: 'busy' }) : ok(undefined);
+    };
+    const sink = createCaptionSink(writer, { logger: quiet, batchSize: 2, lingerMs: 60_000, baseDelayMs: 1, maxDelayMs: 1 });
+    sink.write(caption(0));
+    sink.write(caption(1));
+    await vi.waitFor(() => expect(sink.stats()).toMatchObject({ written: 2, retried: 2, pending: 0 }));
+    expect(batches).toEqual([
+      ['w-0', 'w-1'],
+      ['w-0', 'w-1'],
+    ]);
   });
 });

@@ -109,6 +109,22 @@ describe('migrations (SPEC §9)', () => {
 });
 
 describe('the store port', () => {
+  it('inserts a batch of captions in one transaction: all, or none when one fails', async () => {
+    const store = openSqliteStore({ path: ':memory:', now: () => 7_000 });
+    const caption = (windowId: string) => ({ windowId, timestamp: 5, chunkStartS: 0, chunkEndS: 1, caption: 'a desk' });
+    await store.insertCaptionWindow(caption('s-0'));
+    expect(await store.insertCaptionWindows([caption('s-0'), caption('s-1')])).toEqual([
+      { inserted: false, storedAt: 7_000 },
+      { inserted: true, storedAt: 7_000 },
+    ]);
+    const broken = { ...caption('s-3'), caption: {} as unknown as string };
+    await expect(store.insertCaptionWindows([caption('s-2'), broken])).rejects.toThrow(/cannot be bound/);
+    expect((await store.windowsSince(0)).captions.map((c) => c.windowId)).toEqual(['s-0', 's-1']);
+    // The failed batch left no transaction open.
+    expect(await store.insertCaptionWindows([caption('s-2')])).toEqual([{ inserted: true, storedAt: 7_000 }]);
+    store.close();
+  });
+
   it('stores a window once per window id', async () => {
     let clock = 1_000;
     const store = openSqliteStore({ path: ':memory:', now: () => clock });

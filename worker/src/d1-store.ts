@@ -26,6 +26,14 @@ export function d1Store(db: D1Database, now: () => number = Date.now): Store {
       const storedAt = now();
       return insert(SQL.insertCaption, captionValues(c, storedAt), storedAt);
     },
+    async insertCaptionWindows(captions: readonly CaptionUpload[]) {
+      if (captions.length === 0) return [];
+      const storedAt = now();
+      const statement = db.prepare(SQL.insertCaption);
+      // D1 runs a batch as one transaction.
+      const results = await db.batch(captions.map((c) => statement.bind(...captionValues(c, storedAt))));
+      return results.map((result) => ({ inserted: result.meta.changes > 0, storedAt }));
+    },
     async windowsSince(sinceMs: number) {
       const [biometrics, captions] = await Promise.all([
         db.prepare(SQL.biometricsSince).bind(sinceMs).raw(),

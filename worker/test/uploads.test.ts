@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { call, postJson, rows } from './helpers.ts';
+import { d1Store } from '../src/d1-store.ts';
+import { call, postJson, rows, testEnv } from './helpers.ts';
 
 const biometric = (windowId: string) => ({ windowId, timestamp: 1_700_000_000_000, durationMs: 60_000, qualityScore: 0.9, hr_mean: 71.5 });
 const caption = (windowId: string) => ({ windowId, timestamp: 1_700_000_000_000, chunkStartS: 1, chunkEndS: 2, caption: 'A desk with a laptop.' });
@@ -21,6 +22,20 @@ describe('uploads to D1 (SPEC §8)', () => {
     const res = await postJson('/captions/upload', caption('cap-1'));
     expect(res.status).toBe(200);
     expect(await rows('SELECT caption FROM caption_windows WHERE window_id = ?', 'cap-1')).toEqual([{ caption: 'A desk with a laptop.' }]);
+  });
+
+  it('inserts a batch of captions in one D1 batch, a stored window id left as it was', async () => {
+    const store = d1Store(testEnv.DB, () => 9_000);
+    await store.insertCaptionWindow(caption('cap-b0'));
+    expect(await store.insertCaptionWindows([caption('cap-b0'), caption('cap-b1')])).toEqual([
+      { inserted: false, storedAt: 9_000 },
+      { inserted: true, storedAt: 9_000 },
+    ]);
+    expect(await rows('SELECT window_id, created_at FROM caption_windows WHERE window_id LIKE ? ORDER BY id', 'cap-b%')).toEqual([
+      { window_id: 'cap-b0', created_at: 9_000 },
+      { window_id: 'cap-b1', created_at: 9_000 },
+    ]);
+    expect(await store.insertCaptionWindows([])).toEqual([]);
   });
 
   it('answers 200 to a duplicate and keeps one row', async () => {
