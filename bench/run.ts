@@ -88,10 +88,11 @@ class ServerProcess {
     return new ServerProcess(child, url);
   }
 
-  cpuSeconds(): number {
+  /** CPU seconds used so far, in user space and in the kernel (utime and stime). */
+  cpuSeconds(): { user: number; system: number } {
     const stat = readFileSync(`/proc/${this.child.pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK; // utime + stime
+    return { user: Number(fields[11]) / CLK_TCK, system: Number(fields[12]) / CLK_TCK };
   }
 
   async memory(): Promise<Memory> {
@@ -113,6 +114,8 @@ class ServerProcess {
 interface Measured {
   result: LoadResult;
   cpuPercent: number;
+  /** The share of `cpuPercent` spent in user space (the rest is the kernel's socket work and such). */
+  userCpuPercent: number;
   memoryPerSessionKiB: number;
   memory: Memory;
 }
@@ -123,9 +126,10 @@ async function measure(kind: ServerKind, scenario: (url: string) => Scenario, se
   try {
     const baseline = await server.memory();
     const load = forkPinned('load.js', [JSON.stringify(scenario(server.url))], 0);
-    let cpuStart = 0;
+    let cpuStart = { user: 0, system: 0 };
     let wallStart = 0;
     let cpuPercent = 0;
+    let userCpuPercent = 0;
     let loaded: Memory | undefined;
     load.on('message', (m: { phase?: string }) => {
       if (m.phase === undefined) return;
@@ -135,7 +139,10 @@ async function measure(kind: ServerKind, scenario: (url: string) => Scenario, se
           cpuStart = server.cpuSeconds();
           wallStart = performance.now();
         } else if (m.phase === 'end') {
-          cpuPercent = ((server.cpuSeconds() - cpuStart) / ((performance.now() - wallStart) / 1000)) * 100;
+          const used = server.cpuSeconds();
+          const seconds = (performance.now() - wallStart) / 1000;
+          cpuPercent = ((used.user + used.system - cpuStart.user - cpuStart.system) / seconds) * 100;
+          userCpuPercent = ((used.user - cpuStart.user) / seconds) * 100;
           loaded = await server.memory();
         }
         load.send({ go: m.phase });
@@ -147,6 +154,7 @@ async function measure(kind: ServerKind, scenario: (url: string) => Scenario, se
     return {
       result,
       cpuPercent,
+      userCpuPercent,
       memory,
       memoryPerSessionKiB: (memory.rss - baseline.rss) / sessions / KiB,
     };
@@ -225,6 +233,8 @@ if (only.includes('b')) {
   const loop99 = (m: Measured) => m.memory.loop.p99;
   rows.push({ metric: '(b) server event-loop delay p99', foresight: median(b.foresight.map(loop99)), bare: median(b.bare.map(loop99)), unit: 'ms', goal: '—', pass: true });
   rows.push({ metric: '(b) server CPU', foresight: fcpu, bare: bcpu, unit: '% of a core', goal: '≤ 1.5 × bare', pass: fcpu <= 1.5 * bcpu });
+  const userCpu = (m: Measured) => m.userCpuPercent;
+  rows.push({ metric: '(b) server CPU in user space', foresight: median(b.foresight.map(userCpu)), bare: median(b.bare.map(userCpu)), unit: '% of a core', goal: '—', pass: true });
   rows.push({ metric: '(b) memory per session', foresight: fmem, bare: median(b.bare.map(mem)), unit: 'KiB', goal: '≤ 600 KiB', pass: fmem <= 600 });
   const acked = (m: Measured) => m.result.acks;
   rows.push({ metric: '(b) acks in the window', foresight: median(b.foresight.map(acked)), bare: median(b.bare.map(acked)), unit: 'acks', goal: '—', pass: true });
