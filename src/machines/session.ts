@@ -11,6 +11,7 @@ import {
 } from '../adapters/inference.ts';
 import { windowFrames } from '../streams/window-frames.ts';
 import { releaseFrames } from '../streams/frame-copies.ts';
+import { chunkTurns, type Defer } from '../streams/turns.ts';
 
 /** The result fields that ride on the next ack (SPEC §4); absent fields are left out. */
 export type AckFields =
@@ -111,17 +112,21 @@ export type InferCommand = { type: 'infer'; inference: InferenceSession; chunk: 
  * hands its signal, never aborted, to the next one (an AbortController is
  * costly to make); an aborted one is never used again.
  */
-export const inferChunksActor = () =>
+export const inferChunksActor = (defer: Defer = chunkTurns.defer) =>
   fromCallback<InferCommand>(({ sendBack, receive }) => {
     let current: AbortController | null = null;
     let spare: AbortController | null = null;
+    let stopped = false;
     const settle = (controller: AbortController, chunk: FrameChunk, report: SessionEvent) => {
       if (current !== controller) return;
       current = null;
       spare = controller;
       // The port has settled, so it is done with the frames. An aborted call may still read them: those go to the GC.
       releaseFrames(chunk.frames);
-      sendBack(report);
+      // The machine hears of it in the chunk queue's next free turn (see turns.ts).
+      defer(() => {
+        if (!stopped) sendBack(report);
+      });
     };
     receive((command) => {
       current?.abort();
@@ -143,7 +148,10 @@ export const inferChunksActor = () =>
         () => settle(controller, chunk, { type: 'inference.failed', message: 'inference failed', kind: 'remote' }),
       );
     });
-    return () => current?.abort();
+    return () => {
+      stopped = true;
+      current?.abort();
+    };
   });
 
 export const closeInferenceActor = () =>
@@ -160,7 +168,7 @@ export const closeInferenceActor = () =>
 export const dispatchAlignMs = (chunkMs: number): number => Math.min(50, Math.floor(chunkMs / 20));
 
 /** Feeds `window.ready` events from the frame stream, cut by the windowing operator. */
-export const windowFramesActor = () =>
+export const windowFramesActor = (defer: Defer = chunkTurns.defer) =>
   fromEventObservable<{ type: 'window.ready'; chunk: FrameChunk }, WindowFramesInput>(({ input }) =>
     input.frames.pipe(
       windowFrames({
@@ -168,6 +176,7 @@ export const windowFramesActor = () =>
         maxFrames: input.vision.framesPerChunk,
         maxWindowFrames: input.vision.maxBufferFrames,
         alignMs: dispatchAlignMs(input.vision.chunkMs),
+        defer,
         ...(input.firstWindowDelayMs ? { firstWindowDelayMs: input.firstWindowDelayMs } : {}),
         ready$: input.ready$,
         windowIdPrefix: input.windowIdPrefix,

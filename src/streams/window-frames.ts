@@ -2,6 +2,7 @@ import { asyncScheduler, Observable, type OperatorFunction, type SchedulerLike, 
 import type { FrameChunk } from '../adapters/inference.ts';
 import { EvenSampler, type SampleOwnership } from './even-sampler.ts';
 import { pooledFrames } from './frame-copies.ts';
+import { now, type Defer } from './turns.ts';
 
 export interface WindowFramesOptions {
   /** Minimum age of a window, from its first frame, before it is dispatched. */
@@ -29,6 +30,12 @@ export interface WindowFramesOptions {
    * (timer coalescing). A window lasts up to this much longer.
    */
   alignMs?: number;
+  /**
+   * How a window's timer runs the dispatch once it fires (default: at once).
+   * The session passes the process-wide chunk queue (`turns.ts`), so windows
+   * falling due together are dispatched one per event-loop turn.
+   */
+  defer?: Defer;
   /** Emits when the consumer can take the next chunk (nothing is in flight). */
   ready$: Observable<unknown>;
   /** Prefix of the deterministic window id: `<prefix>-<index>`. */
@@ -50,6 +57,7 @@ export function windowFrames(options: WindowFramesOptions): OperatorFunction<Uin
   const { spanMs, maxFrames, maxWindowFrames, ready$, windowIdPrefix } = options;
   const firstSpanMs = spanMs + (options.firstWindowDelayMs ?? 0);
   const alignMs = options.alignMs ?? 0;
+  const defer = options.defer ?? now;
   const scheduler = options.scheduler ?? asyncScheduler;
   const alignUp = (ms: number) => (alignMs > 0 ? Math.ceil(ms / alignMs) * alignMs : ms);
   return (source) =>
@@ -75,13 +83,20 @@ export function windowFrames(options: WindowFramesOptions): OperatorFunction<Uin
 
       const dispatchIfDue = () => {
         if (!ready || sampler.seen === 0) return;
-        const now = scheduler.now();
+        const at = scheduler.now();
         const dueAt = alignUp(firstAt + (index === 0 ? firstSpanMs : spanMs));
-        if (now < dueAt) {
-          timer ??= scheduler.schedule(() => {
-            timer = null;
-            dispatchIfDue();
-          }, dueAt - now);
+        if (at < dueAt) {
+          if (timer === null) {
+            const scheduled: Subscription = scheduler.schedule(
+              () =>
+                defer(() => {
+                  if (timer === scheduled) timer = null;
+                  if (!subscriber.closed) dispatchIfDue();
+                }),
+              dueAt - at,
+            );
+            timer = scheduled;
+          }
           return;
         }
         cancelTimer();

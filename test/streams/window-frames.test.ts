@@ -58,6 +58,20 @@ describe('windowFrames', () => {
     });
   });
 
+  it("runs the timer's dispatch through defer", () => {
+    const testScheduler = scheduler();
+    testScheduler.run(({ hot, expectObservable }) => {
+      // Due at 6: the timer fires then, and the deferred dispatch runs 2 ms later.
+      const ready = hot('r');
+      const source = hot('-a-b-c------', frames);
+      const expected = '  --------x---';
+      const defer = (task: () => void) => void testScheduler.schedule(task, 2);
+      expectObservable(source.pipe(windowFrames({ ...options, defer, ready$: ready }))).toBe(expected, {
+        x: chunk(0, [f(1), f(2), f(3)], 1, 5),
+      });
+    });
+  });
+
   it('keeps one chunk in flight: frames meanwhile join the next chunk, sent when ready again', () => {
     scheduler().run(({ hot, expectObservable }) => {
       // ready at 0 and again at 20; b and c arrive while chunk 0 is in flight
