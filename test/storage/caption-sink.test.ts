@@ -1,9 +1,9 @@
 import type { ServerResponse } from 'node:http';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { createCaptionSink, type CaptionWriter } from '../../src/adapters/caption-sink.ts';
+import { createCaptionSink, type CaptionWriter, type WriteFailure } from '../../src/adapters/caption-sink.ts';
 import type { Logger } from '../../src/adapters/logger.ts';
 import { openSqliteStore } from '../../src/adapters/sqlite-store.ts';
-import { err, ok } from '../../src/result.ts';
+import { err, ok, type Result } from '../../src/result.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
 import { FakeInference } from '../fakes/inference.ts';
 import { FakeHttpServer } from '../fakes/http-server.ts';
@@ -123,6 +123,16 @@ describe('caption sink (SPEC §4, §10)', () => {
   });
 });
 
+/** A writer that records each batch's window ids and answers the nth batch with `answer(n)`. */
+function recording(answer: (n: number) => Result<void, WriteFailure> = () => ok(undefined)) {
+  const batches: string[][] = [];
+  const writer: CaptionWriter = async (captions) => {
+    batches.push(captions.map((c) => c.windowId));
+    return answer(batches.length);
+  };
+  return { batches, writer };
+}
+
 describe('createCaptionSink', () => {
   it('refuses writes past the queue bound and counts them', async () => {
     const never: CaptionWriter = () => new Promise(() => undefined);
@@ -157,11 +167,7 @@ describe('createCaptionSink', () => {
   });
 
   it('gathers the captions written within lingerMs into one batch', async () => {
-    const batches: string[][] = [];
-    const writer: CaptionWriter = async (captions) => {
-      batches.push(captions.map((c) => c.windowId));
-      return ok(undefined);
-    };
+    const { batches, writer } = recording();
     const sink = createCaptionSink(writer, { logger: quiet, batchSize: 10, lingerMs: 20 });
     for (let i = 0; i < 3; i++) sink.write(caption(i));
     expect(batches).toEqual([]);
@@ -170,11 +176,7 @@ describe('createCaptionSink', () => {
   });
 
   it('writes a full batch at once, and the rest on flush without waiting out the linger', async () => {
-    const batches: string[][] = [];
-    const writer: CaptionWriter = async (captions) => {
-      batches.push(captions.map((c) => c.windowId));
-      return ok(undefined);
-    };
+    const { batches, writer } = recording();
     const sink = createCaptionSink(writer, { logger: quiet, batchSize: 2, lingerMs: 60_000 });
     for (let i = 0; i < 3; i++) sink.write(caption(i));
     expect(batches).toEqual([['w-0', 'w-1']]);
@@ -183,11 +185,7 @@ describe('createCaptionSink', () => {
   });
 
   it('retries a failed batch whole, each caption counted', async () => {
-    const batches: string[][] = [];
-    const writer: CaptionWriter = async (captions) => {
-      batches.push(captions.map((c) => c.windowId));
-      return batches.length === 1 ? err({ retryable: true, message: 'busy' }) : ok(undefined);
-    };
+    const { batches, writer } = recording((n) => (n === 1 ? err({ retryable: true, message: 'busy' }) : ok(undefined)));
     const sink = createCaptionSink(writer, { logger: quiet, batchSize: 2, lingerMs: 60_000, baseDelayMs: 1, maxDelayMs: 1 });
     sink.write(caption(0));
     sink.write(caption(1));
