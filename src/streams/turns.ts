@@ -35,4 +35,4 @@ export class TurnQueue {
 export const chunkTurns = new TurnQueue();
 
 /** Runs the task at once: the default where no queue is given (and in tests on virtual time). */
-export const now: Defer = (task) => task();
+export const atOnce: Defer = (task) => task();

@@ -2,7 +2,7 @@ import { asyncScheduler, Observable, type OperatorFunction, type SchedulerLike, 
 import type { FrameChunk } from '../adapters/inference.ts';
 import { EvenSampler, type SampleOwnership } from './even-sampler.ts';
 import { pooledFrames } from './frame-copies.ts';
-import { now, type Defer } from './turns.ts';
+import { atOnce, type Defer } from './turns.ts';
 
 export interface WindowFramesOptions {
   /** Minimum age of a window, from its first frame, before it is dispatched. */
@@ -57,7 +57,7 @@ export function windowFrames(options: WindowFramesOptions): OperatorFunction<Uin
   const { spanMs, maxFrames, maxWindowFrames, ready$, windowIdPrefix } = options;
   const firstSpanMs = spanMs + (options.firstWindowDelayMs ?? 0);
   const alignMs = options.alignMs ?? 0;
-  const defer = options.defer ?? now;
+  const defer = options.defer ?? atOnce;
   const scheduler = options.scheduler ?? asyncScheduler;
   const alignUp = (ms: number) => (alignMs > 0 ? Math.ceil(ms / alignMs) * alignMs : ms);
   return (source) =>
@@ -83,9 +83,9 @@ export function windowFrames(options: WindowFramesOptions): OperatorFunction<Uin
 
       const dispatchIfDue = () => {
         if (!ready || sampler.seen === 0) return;
-        const at = scheduler.now();
+        const now = scheduler.now();
         const dueAt = alignUp(firstAt + (index === 0 ? firstSpanMs : spanMs));
-        if (at < dueAt) {
+        if (now < dueAt) {
           if (timer === null) {
             const scheduled: Subscription = scheduler.schedule(
               () =>
@@ -93,7 +93,7 @@ export function windowFrames(options: WindowFramesOptions): OperatorFunction<Uin
                   if (timer === scheduled) timer = null;
                   if (!subscriber.closed) dispatchIfDue();
                 }),
-              dueAt - at,
+              dueAt - now,
             );
             timer = scheduled;
           }
