@@ -3,7 +3,7 @@
  * against a bare `ws` ack server, measured in the same run with the same load
  * generator. Servers are pinned to one core, the load generator to another.
  *
- *   --rounds N   repeats of each scenario per server (medians are reported); default 3 for (a), 1 otherwise
+ *   --rounds N   repeats of (a), (b) and (c) per server, alternating the order (medians are reported); default 3
  *   --quick      shorter runs, for a smoke check
  *   --only abcd  run only the named scenarios
  *   --warmup S   seconds of load before (b) and (c) start measuring; default 2.
@@ -212,7 +212,7 @@ if (only.includes('a')) {
 // (b) 200 sessions × 15 fps × 40 KiB for 15 s.
 if (only.includes('b')) {
   const durationMs = quick ? 4_000 : 15_000;
-  const b = await rounds_(rounds ?? 1, (kind) =>
+  const b = await rounds_(rounds ?? 3, (kind) =>
     measure(
       kind,
       (url) => ({ kind: 'paced', url, sessions: 200, fps: 15, frameBytes: 40 * KiB, warmupMs: pacedWarmupMs, durationMs }),
@@ -248,7 +248,7 @@ if (only.includes('b')) {
 // (c) 1000 sessions at 1 fps × 2 KiB.
 if (only.includes('c')) {
   const durationMs = quick ? 3_000 : 8_000;
-  const c = await rounds_(rounds ?? 1, (kind) =>
+  const c = await rounds_(rounds ?? 3, (kind) =>
     measure(
       kind,
       (url) => ({ kind: 'paced', url, sessions: 1000, fps: 1, frameBytes: 2 * KiB, warmupMs: pacedWarmupMs, durationMs }),
