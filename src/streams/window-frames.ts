@@ -24,10 +24,11 @@ export interface WindowFramesOptions {
   /**
    * Rounds each window's due time up to a multiple of this many milliseconds on
    * the scheduler's clock (default 0: no rounding). The windows of many sessions
-   * that fall due within one step are then cut in the same timer turn, one after
-   * the other, while the code and data of the chunk path are still in the CPU's
-   * caches, instead of each in a turn of its own between reads that evict them
-   * (timer coalescing). A window lasts up to this much longer.
+   * that fall due within one step then fire together and are cut one right after
+   * the other (one per event-loop turn with the session's `defer`), while the
+   * chunk path's code and data are still in the CPU's caches, instead of each
+   * alone between reads that evict them (timer coalescing). A window lasts up to
+   * this much longer.
    */
   alignMs?: number;
   /**
