@@ -72,7 +72,6 @@ export function createCaptionSink(writer: CaptionWriter, options: CaptionSinkOpt
   const queue: Job[] = [];
   /** Batches waiting out a backoff, by their timer. */
   const waiting = new Map<NodeJS.Timeout, Job[]>();
-  let waitingJobs = 0;
   const stats = { written: 0, retried: 0, failed: 0, dropped: 0 };
   let runningBatches = 0;
   let runningJobs = 0;
@@ -80,7 +79,12 @@ export function createCaptionSink(writer: CaptionWriter, options: CaptionSinkOpt
   let flushing = false;
   const idle: Array<() => void> = [];
 
-  const pending = () => queue.length + runningJobs + waitingJobs;
+  const waitingJobs = () => {
+    let n = 0;
+    for (const batch of waiting.values()) n += batch.length;
+    return n;
+  };
+  const pending = () => queue.length + runningJobs + waitingJobs();
 
   const settleIfIdle = () => {
     if (pending() > 0) return;
@@ -130,10 +134,8 @@ export function createCaptionSink(writer: CaptionWriter, options: CaptionSinkOpt
     const attempts = Math.max(...batch.map((job) => job.attempts));
     // While flushing, retries do not wait: the shutdown deadline bounds them.
     const delay = flushing ? 0 : Math.min(maxDelayMs, baseDelayMs * 2 ** (attempts - 1)) * (0.5 + random() / 2);
-    waitingJobs += batch.length;
     const timer = setTimeout(() => {
       waiting.delete(timer);
-      waitingJobs -= batch.length;
       queue.unshift(...batch);
       pump();
     }, delay);
@@ -160,7 +162,6 @@ export function createCaptionSink(writer: CaptionWriter, options: CaptionSinkOpt
       for (const [timer, batch] of waiting) {
         clearTimeout(timer);
         waiting.delete(timer);
-        waitingJobs -= batch.length;
         queue.push(...batch);
       }
       if (pending() === 0) return Promise.resolve(0);

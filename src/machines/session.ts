@@ -165,7 +165,7 @@ export const closeInferenceActor = () =>
  * default 1 s span, windows fall due on a 50 ms grid, so the chunks of 200
  * sessions are cut about ten at a time instead of one at a time.
  */
-export const dispatchAlignMs = (chunkMs: number): number => Math.min(50, Math.floor(chunkMs / 20));
+const dispatchAlignMs = (chunkMs: number): number => Math.min(50, Math.floor(chunkMs / 20));
 
 /** Feeds `window.ready` events from the frame stream, cut by the windowing operator. */
 export const windowFramesActor = (defer: Defer = chunkTurns.defer) =>
