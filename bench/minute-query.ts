@@ -2,16 +2,16 @@
  * `npm run bench:store`: fills caption_windows and biometric_windows at a
  * density of `--rows` a day (1,000,000 rows each is a simulated day) and times
  * the intervention tick's query (windows created in the last 60 s, both tables)
- * with and without the 0005 created_at indexes, as the history grows.
+ * with and without the created_at indexes (made by migration 0005), as the history grows.
  *
  *   --rows N    rows per table at the largest size (default 1,000,000)
  */
-import { mkdtempSync, rmSync, mkdirSync, copyFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { DatabaseSync } from 'node:sqlite';
-import { defaultMigrationsDir, migrationFiles, openSqliteStore } from '../src/adapters/sqlite-store.ts';
+import { openSqliteStore } from '../src/adapters/sqlite-store.ts';
 import type { Store } from '../src/adapters/store.ts';
 
 const args = process.argv.slice(2);
@@ -23,11 +23,6 @@ const now = Date.UTC(2026, 10, 25, 12, 0, 0);
 const log = (text: string) => process.stdout.write(`${text}\n`);
 
 const work = mkdtempSync(join(tmpdir(), 'foresight-minute-'));
-const withoutIndexes = join(work, 'migrations-0001-0004');
-mkdirSync(withoutIndexes);
-for (const name of migrationFiles(defaultMigrationsDir()).filter((n) => !n.startsWith('0005'))) {
-  copyFileSync(join(defaultMigrationsDir(), name), join(withoutIndexes, name));
-}
 
 /**
  * Inserts `total` rows at the density of `maxRows` a day, ending at `now`, in one
@@ -78,11 +73,12 @@ async function medianMs(run: () => Promise<number>, iterations: number): Promise
 }
 
 const indexedStore = openSqliteStore({ path: join(work, 'indexed.db') });
-const plainStore = openSqliteStore({ path: join(work, 'plain.db'), migrationsDir: withoutIndexes });
+const plainStore = openSqliteStore({ path: join(work, 'plain.db') });
 const indexed = indexedStore.db;
 const plain = plainStore.db;
+plain.exec('DROP INDEX idx_biometric_windows_created_at; DROP INDEX idx_caption_windows_created_at;');
 
-log('rows per table | indexed: tick read (median) | indexed: count only | without 0005: tick read | without 0005: count only | rows in the minute');
+log('rows per table | indexed: tick read (median) | indexed: count only | no index: tick read | no index: count only | rows in the minute');
 log('---:|---:|---:|---:|---:|---:');
 let filled = 0;
 for (const size of sizes) {
@@ -105,7 +101,7 @@ const plan = (db: DatabaseSync) =>
     .join('; ');
 log('');
 log(`EXPLAIN QUERY PLAN (${filled.toLocaleString('en-US')} rows), indexed: ${plan(indexed)}`);
-log(`EXPLAIN QUERY PLAN (${filled.toLocaleString('en-US')} rows), without 0005: ${plan(plain)}`);
+log(`EXPLAIN QUERY PLAN (${filled.toLocaleString('en-US')} rows), no index: ${plan(plain)}`);
 indexedStore.close();
 plainStore.close();
 rmSync(work, { recursive: true, force: true });

@@ -13,7 +13,8 @@ export default defineConfig(async () => ({
       miniflare: {
         compatibilityDate: '2026-11-01',
         compatibilityFlags: ['nodejs_compat'],
-        d1Databases: ['DB'],
+        // LEGACY_DB: a second database for the upgrade test, made by the previous system's migrations.
+        d1Databases: ['DB', 'LEGACY_DB'],
         durableObjects: { BACKEND: 'FakeBackend' },
         bindings: {
           MAGIC_WORD: 'test-magic-word',

@@ -30,40 +30,113 @@ export function defaultMigrationsDir(): string {
   }
 }
 
-/** Migration files in the order they apply: `NNNN_name.sql`, sorted by name. */
+/** Migration files in the order they apply: `NNNN_name.sql`, sorted by name (wrangler's order too). */
 export function migrationFiles(dir: string): string[] {
+  if (!existsSync(dir)) return [];
   return readdirSync(dir)
     .filter((name) => /^\d{4}_.+\.sql$/.test(name))
     .sort();
 }
 
-/** Applies the migrations not yet recorded, each in its own transaction; returns the names applied. */
+/**
+ * Where the migrations this project shipped before it took over the live
+ * database's migration names are kept, unedited (wrangler reads only the
+ * top level of `migrations/`, so it never sees them).
+ */
+export const SUPERSEDED_DIR = 'superseded';
+
+const createMigrationsTable = `CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT UNIQUE,
+  applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL
+)`;
+
+/**
+ * Applies the migrations not yet recorded in `d1_migrations`, each in its own
+ * transaction, the way `wrangler d1 migrations apply` does; returns the names
+ * applied. A database made by the superseded migrations is adopted first (see
+ * `adoptSupersededLayout`). Throws `migration <name> failed: <reason>`, with
+ * that migration rolled back.
+ */
 export function applyMigrations(db: DatabaseSync, dir: string): string[] {
-  db.exec(`CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT UNIQUE,
-    applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL
-  )`);
+  db.exec(createMigrationsTable);
   const applied = new Set(
     (db.prepare(`SELECT name FROM ${MIGRATIONS_TABLE}`).all() as Array<{ name: string }>).map((r) => r.name),
   );
+  const superseded = migrationFiles(join(dir, SUPERSEDED_DIR));
+  if (superseded.some((name) => applied.has(name))) return adoptSupersededLayout(db, dir, applied, superseded);
   const record = db.prepare(`INSERT INTO ${MIGRATIONS_TABLE} (name) VALUES (?)`);
   const done: string[] = [];
   for (const name of migrationFiles(dir)) {
     if (applied.has(name)) continue;
-    const sql = readFileSync(join(dir, name), 'utf8');
-    db.exec('BEGIN');
-    try {
-      db.exec(sql);
+    inTransaction(db, `migration ${name}`, () => {
+      db.exec(readFileSync(join(dir, name), 'utf8'));
       record.run(name);
-      db.exec('COMMIT');
-    } catch (error) {
-      db.exec('ROLLBACK');
-      throw new Error(`migration ${name} failed: ${(error as Error).message}`, { cause: error });
-    }
+    });
     done.push(name);
   }
   return done;
+}
+
+function inTransaction(db: DatabaseSync, what: string, work: () => void): void {
+  db.exec('BEGIN');
+  try {
+    work();
+    db.exec('COMMIT');
+  } catch (error) {
+    if (db.isTransaction) db.exec('ROLLBACK');
+    throw new Error(`${what} failed: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+const quoted = (name: string) => `"${name.replaceAll('"', '""')}"`;
+
+/**
+ * A database made by this project's superseded migrations has the current
+ * tables' columns under other migration names. In one transaction: finish the
+ * superseded chain, move its tables aside, run the whole current chain, copy
+ * every row back (the columns both have; ids kept), drop the old tables, and
+ * leave `d1_migrations` as a fresh database's.
+ */
+function adoptSupersededLayout(db: DatabaseSync, dir: string, applied: Set<string>, superseded: string[]): string[] {
+  const names = migrationFiles(dir);
+  inTransaction(db, 'adopting the superseded migrations', () => {
+    for (const name of superseded) {
+      if (!applied.has(name)) db.exec(readFileSync(join(dir, SUPERSEDED_DIR, name), 'utf8'));
+    }
+    const tables = (
+      db
+        .prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name != ?`)
+        .all(MIGRATIONS_TABLE) as Array<{ name: string }>
+    ).map((t) => t.name);
+    const indexes = db
+      .prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name != ?`)
+      .all(MIGRATIONS_TABLE) as Array<{ name: string }>;
+    for (const { name } of indexes) db.exec(`DROP INDEX ${quoted(name)}`);
+    for (const table of tables) db.exec(`ALTER TABLE ${quoted(table)} RENAME TO ${quoted(`superseded_${table}`)}`);
+    const forget = db.prepare(`DELETE FROM ${MIGRATIONS_TABLE} WHERE name = ?`);
+    for (const name of superseded) forget.run(name);
+    const record = db.prepare(`INSERT INTO ${MIGRATIONS_TABLE} (name) VALUES (?)`);
+    for (const name of names) {
+      db.exec(readFileSync(join(dir, name), 'utf8'));
+      record.run(name);
+    }
+    const columnsOf = (table: string) =>
+      new Set((db.prepare(`SELECT name FROM pragma_table_info(?)`).all(table) as Array<{ name: string }>).map((c) => c.name));
+    for (const table of tables) {
+      const old = `superseded_${table}`;
+      const current = columnsOf(table);
+      const shared = [...columnsOf(old)].filter((c) => current.has(c)).map(quoted).join(', ');
+      if (current.size === 0) {
+        // Not a table of the current schema: left as it was.
+        db.exec(`ALTER TABLE ${quoted(old)} RENAME TO ${quoted(table)}`);
+        continue;
+      }
+      db.exec(`INSERT INTO ${quoted(table)} (${shared}) SELECT ${shared} FROM ${quoted(old)}`);
+      db.exec(`DROP TABLE ${quoted(old)}`);
+    }
+  });
+  return names;
 }
 
 export interface SqliteStoreOptions {

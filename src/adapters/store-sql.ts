@@ -16,6 +16,12 @@ const parseJson = (text: unknown, fallback: unknown): unknown => {
 export type Row = Record<string, unknown>;
 const num = (value: unknown): number => Number(value);
 const numOrNull = (value: unknown): number | null => (value === null || value === undefined ? null : Number(value));
+const textOrNull = (value: unknown): string | null => (value === null || value === undefined ? null : String(value));
+/** A JSON array of ids; NULL (the previous system's rows) or anything else reads as none. */
+const idList = (value: unknown): number[] => {
+  const parsed = parseJson(value, []);
+  return Array.isArray(parsed) ? (parsed as number[]) : [];
+};
 
 const BIOMETRIC_COLUMNS = 'id, window_id, timestamp, duration_ms, quality_score, risk_prediction, features, created_at';
 const CAPTION_COLUMNS =
@@ -53,15 +59,15 @@ export function interventionRow(r: Row): InterventionRow {
   return {
     id: num(r.id),
     decision: r.decision === 'yes' ? 'yes' : 'no',
-    reasoning: String(r.reasoning),
-    nudge: r.nudge === null ? null : String(r.nudge),
-    biometricIds: parseJson(r.biometric_ids, []) as number[],
-    captionIds: parseJson(r.caption_ids, []) as number[],
+    reasoning: textOrNull(r.reasoning),
+    nudge: textOrNull(r.nudge),
+    biometricIds: idList(r.biometric_ids),
+    captionIds: idList(r.caption_ids),
     model: String(r.model),
     promptTokens: numOrNull(r.prompt_tokens),
     completionTokens: numOrNull(r.completion_tokens),
     totalTokens: numOrNull(r.total_tokens),
-    pokeMessage: r.poke_message === null ? null : String(r.poke_message),
+    pokeMessage: textOrNull(r.poke_message),
     pokeSentAt: numOrNull(r.poke_sent_at),
     createdAt: num(r.created_at),
   };
@@ -92,7 +98,7 @@ export function biometricValues(w: BiometricUpload, storedAt: number): SqlValue[
     w.timestamp,
     w.durationMs,
     w.qualityScore ?? null,
-    w.riskPrediction === undefined ? null : JSON.stringify(w.riskPrediction),
+    w.riskPrediction === undefined || w.riskPrediction === null ? null : JSON.stringify(w.riskPrediction),
     JSON.stringify(biometricFeatures(w)),
     storedAt,
   ];

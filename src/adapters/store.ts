@@ -30,7 +30,8 @@ export interface CaptionWindowRow {
 
 export interface NewIntervention {
   decision: 'yes' | 'no';
-  reasoning: string;
+  /** NULL only in rows the previous system wrote. */
+  reasoning: string | null;
   nudge: string | null;
   biometricIds: number[];
   captionIds: number[];

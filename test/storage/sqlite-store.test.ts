@@ -22,11 +22,11 @@ afterEach(() => {
 });
 
 const EXPECTED = [
-  '0001_biometric_windows.sql',
-  '0002_caption_windows.sql',
-  '0003_interventions.sql',
-  '0004_interventions_poke.sql',
-  '0005_created_at_indexes.sql',
+  '0001_create_biometrics.sql',
+  '0002_create_caption_windows.sql',
+  '0003_create_interventions.sql',
+  '0004_add_poke_columns_to_interventions.sql',
+  '0005_convert_to_epoch_ms_schema.sql',
 ];
 
 /** The schema as SQLite reports it, without the bookkeeping table. */

@@ -6,4 +6,5 @@ import type { FakeBackend } from './fake-backend.ts';
 export interface TestEnv extends Omit<WorkerEnv, 'BACKEND'> {
   BACKEND: DurableObjectNamespace<FakeBackend>;
   TEST_MIGRATIONS: D1Migration[];
+  LEGACY_DB: D1Database;
 }
