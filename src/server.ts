@@ -3,7 +3,6 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
-import type { z } from 'zod';
 import { createActor, type Actor, type ActorOptions, type AnyActorLogic } from 'xstate';
 import type { InferencePort } from './adapters/inference.ts';
 import { createModalInference, modalTargetFromHeaders } from './adapters/modal.ts';
@@ -30,7 +29,14 @@ import { err, ok } from './result.ts';
 import { sessionSystemId, supervisorMachine, type SessionRef } from './machines/supervisor.ts';
 import { debugActorsRoute, ServerMetrics, type StreamTotals } from './routes/observe.ts';
 import { pokeRequests, pokeRoute, type PokeRequests } from './routes/poke.ts';
-import { biometricUploadSchema, captionUploadSchema, describeIssue, MAX_UPLOAD_BYTES } from './schemas/uploads.ts';
+import {
+  answerUpload,
+  biometricUploadSchema,
+  captionUploadSchema,
+  MAX_UPLOAD_BYTES,
+  TOO_LARGE,
+  type UploadAnswer,
+} from './schemas/uploads.ts';
 
 type Clock = NonNullable<ActorOptions<AnyActorLogic>['clock']>;
 
@@ -95,23 +101,18 @@ function requestUrl(req: IncomingMessage): URL {
   return new URL(req.url ?? '/', 'http://localhost');
 }
 
-type UploadSchema = typeof biometricUploadSchema | typeof captionUploadSchema;
-
-function uploadRoute<S extends UploadSchema>(
-  schema: S,
-  insert: (body: z.output<S>) => Promise<{ storedAt: number }>,
-): RequestHandler {
-  return (req, res, next) => {
-    const parsed = schema.safeParse(req.body);
-    if (!parsed.success) {
-      res.status(400).json({ success: false, error: describeIssue(parsed.error) });
-      return;
-    }
-    insert(parsed.data as z.output<S>).then(
-      ({ storedAt }) => res.json({ success: true, windowId: parsed.data.windowId, storedAt }),
-      next,
-    );
+/**
+ * An upload route: the raw body (at most `MAX_UPLOAD_BYTES`) read, checked and
+ * stored by the rules the Worker uses too (`answerUpload`).
+ */
+function uploadRoute(answer: (contentType: string | undefined, bytes: Uint8Array) => Promise<UploadAnswer>): RequestHandler[] {
+  // Any content type is read: wearables do not all send the header.
+  const raw = express.raw({ limit: MAX_UPLOAD_BYTES, type: () => true });
+  const handler: RequestHandler = (req, res, next) => {
+    const bytes: Uint8Array = Buffer.isBuffer(req.body) ? req.body : new Uint8Array(0);
+    answer(req.headers['content-type'], bytes).then(({ status, body }) => res.status(status).json(body), next);
   };
+  return [raw, handler];
 }
 
 /** The Express app: public `/health`, magic-word auth for the rest, uploads, JSON 404 and errors. */
@@ -132,10 +133,15 @@ export function createApp(
     res.status(403).json({ detail: 'forbidden' });
   };
   app.use(requireMagicWord);
-  // Any content type is read as JSON: wearables do not all send the header.
-  const json = express.json({ limit: MAX_UPLOAD_BYTES, type: () => true });
-  app.post('/biometrics/upload', json, uploadRoute(biometricUploadSchema, (b) => store.insertBiometricWindow(b)));
-  app.post('/captions/upload', json, uploadRoute(captionUploadSchema, (c) => store.insertCaptionWindow(c)));
+  const storeFailed = (error: unknown) => logger.error({ err: String(error) }, 'upload not stored');
+  app.post(
+    '/biometrics/upload',
+    ...uploadRoute((type, bytes) => answerUpload(biometricUploadSchema, type, bytes, (b) => store.insertBiometricWindow(b), storeFailed)),
+  );
+  app.post(
+    '/captions/upload',
+    ...uploadRoute((type, bytes) => answerUpload(captionUploadSchema, type, bytes, (c) => store.insertCaptionWindow(c), storeFailed)),
+  );
   app.post('/poke/send', ...pokeRoute(config, pokes));
   app.get('/metrics', observe.metrics);
   app.get('/debug/actors', observe.debugActors);
@@ -143,13 +149,9 @@ export function createApp(
     res.status(404).json({ detail: 'not found' });
   });
   const onError: ErrorRequestHandler = (error: { status?: number; type?: string }, req, res, _next) => {
-    // Bad input is never a 500: unreadable or oversized upload bodies are 400s that say why.
-    if (error.type === 'entity.parse.failed') {
-      res.status(400).json({ success: false, error: 'body: invalid JSON' });
-      return;
-    }
+    // Bad input is never a 500: an oversized upload body is a 400 that says why.
     if (error.type === 'entity.too.large') {
-      res.status(400).json({ success: false, error: `body: larger than ${MAX_UPLOAD_BYTES} bytes` });
+      res.status(TOO_LARGE.status).json(TOO_LARGE.body);
       return;
     }
     const status = typeof error.status === 'number' && error.status >= 400 && error.status < 500 ? error.status : 500;

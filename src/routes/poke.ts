@@ -4,6 +4,7 @@ import type { Actor } from 'xstate';
 import { z } from 'zod';
 import type { Config } from '../config.ts';
 import type { PokeOutcome } from '../machines/poke.ts';
+import { readJsonBody } from '../schemas/uploads.ts';
 import { POKE_SENDER, type PokeSenderRef, type supervisorMachine } from '../machines/supervisor.ts';
 
 /** The longest a `/poke/send` caller waits for the sender's answer (retries included). */
@@ -61,19 +62,30 @@ interface ValidationDetail {
 
 const invalid = (detail: ValidationDetail[]) => ({ detail });
 
-/** `POST /poke/send` (SPEC §3): body checked (422), key from the header or the env (500), sent through the actor (502). */
+const unreadableBody = (msg: string) => invalid([{ loc: ['body'], msg, type: 'json_invalid' }]);
+
+/**
+ * `POST /poke/send` (SPEC §3): body checked (422; a non-UTF-8 charset 415, as
+ * for uploads), key from the header or the env (500), sent through the actor (502).
+ */
 export function pokeRoute(config: Config, pokes: PokeRequests): Array<RequestHandler | ErrorRequestHandler> {
-  const json = express.json({ limit: '16kb', type: () => true });
+  const raw = express.raw({ limit: '16kb', type: () => true });
   const unreadable: ErrorRequestHandler = (error: { type?: string }, _req, res, next) => {
-    if (error.type === 'entity.parse.failed' || error.type === 'entity.too.large') {
-      const msg = error.type === 'entity.too.large' ? 'body too large' : 'invalid JSON';
-      res.status(422).json(invalid([{ loc: ['body'], msg, type: 'json_invalid' }]));
+    if (error.type === 'entity.too.large') {
+      res.status(422).json(unreadableBody('body too large'));
       return;
     }
     next(error);
   };
   const handler: RequestHandler = (req, res, next) => {
-    const parsed = pokeSendSchema.safeParse(req.body);
+    const read = readJsonBody(req.headers['content-type'], Buffer.isBuffer(req.body) ? req.body : new Uint8Array(0));
+    if (!read.ok) {
+      const { body } = read.answer;
+      if (read.reason === 'charset') res.status(415).json({ detail: body.success ? '' : body.error });
+      else res.status(422).json(unreadableBody(read.reason === 'not-utf8' ? 'not UTF-8' : 'invalid JSON'));
+      return;
+    }
+    const parsed = pokeSendSchema.safeParse(read.value);
     if (!parsed.success) {
       res.status(422).json(
         invalid(parsed.error.issues.map((i) => ({ loc: ['body', ...i.path.map((p) => (typeof p === 'symbol' ? String(p) : p))], msg: i.message, type: i.code }))),
@@ -92,5 +104,5 @@ export function pokeRoute(config: Config, pokes: PokeRequests): Array<RequestHan
       else res.status(502).json({ detail: outcome.reason });
     }, next);
   };
-  return [json, unreadable, handler];
+  return [raw, unreadable, handler];
 }

@@ -1,13 +1,22 @@
+import { MIMEType } from 'whatwg-mimetype';
 import { z } from 'zod';
 
 /**
- * Upload bodies shared by the Node server and the Worker (SPEC §8). Plain zod,
- * no runtime-specific imports, so both bundles use the same rules.
+ * Upload bodies and how a request carrying one is read (SPEC §3, §8), shared by
+ * the Node server and the Worker so both answer every request alike. Plain zod
+ * and web-platform APIs (TextDecoder), no runtime-specific imports.
+ *
+ * The rules accept what the clients of the deployed system send
+ * (`test/fixtures/real-clients/`): optional fields and features may be null
+ * (stored as NULL / JSON null), `riskPrediction` is null or any JSON object or
+ * array, stored intact; timestamps may be fractional.
  */
 
 const windowId = z.string().trim().min(1).max(200);
-const epochMs = z.number().int().nonnegative();
-const feature = z.union([z.number(), z.string().max(1000), z.boolean(), z.null()]);
+/** A finite number ≥ 0 (zod refuses NaN and ±Infinity: JSON's `1e999` parses to Infinity). */
+const nonNegative = z.number().nonnegative();
+/** `null` is "absent": stored as SQL NULL. */
+const optional = <T extends z.ZodType>(schema: T) => schema.nullish();
 
 /** Upload bodies above this are refused with a 400 naming the body, by the server and the Worker alike. */
 export const MAX_UPLOAD_BYTES = 256 * 1024;
@@ -15,28 +24,38 @@ export const MAX_UPLOAD_BYTES = 256 * 1024;
 /** At most this many extra feature fields per biometric window. */
 export const MAX_FEATURES = 256;
 
+/** Any JSON object or array, kept as it came (nesting and all). */
+const jsonContainer = z.custom<Record<string, unknown> | unknown[]>((value) => typeof value === 'object' && value !== null, {
+  error: 'expected a JSON object, an array or null',
+});
+
+/** The named fields of a biometric upload; every other field is a feature, any JSON value, stored as sent. */
+const BIOMETRIC_FIELDS = ['windowId', 'timestamp', 'durationMs', 'qualityScore', 'riskPrediction'] as const;
+
 export const biometricUploadSchema = z
   .object({
     windowId,
-    timestamp: epochMs,
-    durationMs: z.number().int().positive(),
-    qualityScore: z.number().min(0).max(1).optional(),
-    riskPrediction: z.union([z.number(), z.string().max(1000), z.record(z.string(), feature)]).optional(),
+    /** Epoch ms. */
+    timestamp: nonNegative,
+    durationMs: nonNegative,
+    qualityScore: optional(z.number().min(0).max(1)),
+    riskPrediction: optional(jsonContainer),
   })
-  .catchall(feature)
-  .refine((body) => Object.keys(body).length <= MAX_FEATURES + 5, {
+  .catchall(z.unknown())
+  .refine((body) => Object.keys(body).length <= MAX_FEATURES + BIOMETRIC_FIELDS.length, {
     message: `at most ${MAX_FEATURES} feature fields`,
   });
 
 export const captionUploadSchema = z
   .object({
     windowId,
-    timestamp: epochMs,
-    chunkStartS: z.number().nonnegative(),
-    chunkEndS: z.number().nonnegative(),
+    /** Epoch ms from this project; the previous container sent seconds since its connection opened. */
+    timestamp: nonNegative,
+    chunkStartS: nonNegative,
+    chunkEndS: nonNegative,
     caption: z.string().max(10_000),
-    latencyMs: z.number().int().nonnegative().optional(),
-    tokensGenerated: z.number().int().nonnegative().optional(),
+    latencyMs: optional(nonNegative),
+    tokensGenerated: optional(z.number().int().nonnegative()),
   })
   .refine((body) => body.chunkEndS >= body.chunkStartS, {
     message: 'must not be before chunkStartS',
@@ -47,8 +66,8 @@ export interface BiometricUpload {
   windowId: string;
   timestamp: number;
   durationMs: number;
-  qualityScore?: number;
-  riskPrediction?: number | string | Record<string, number | string | boolean | null>;
+  qualityScore?: number | null | undefined;
+  riskPrediction?: Record<string, unknown> | unknown[] | null | undefined;
   /** Any other field is a feature of the window. */
   [feature: string]: unknown;
 }
@@ -56,7 +75,10 @@ export type CaptionUpload = z.output<typeof captionUploadSchema>;
 
 /** The fields of a biometric upload that are not named columns. */
 export function biometricFeatures(body: BiometricUpload): Record<string, unknown> {
-  const { windowId: _w, timestamp: _t, durationMs: _d, qualityScore: _q, riskPrediction: _r, ...features } = body;
+  const features: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(body)) {
+    if (!(BIOMETRIC_FIELDS as readonly string[]).includes(key)) features[key] = value;
+  }
   return features;
 }
 
@@ -66,6 +88,88 @@ export function describeIssue(error: z.ZodError): string {
   if (!issue) return 'invalid body';
   const path = issue.path.length > 0 ? issue.path.join('.') : 'body';
   return `${path}: ${issue.message}`;
+}
+
+/** The answer to an upload request: status and JSON body, the same from both runtimes. */
+export interface UploadAnswer {
+  status: 200 | 400 | 415 | 503;
+  body: { success: true; windowId: string; storedAt: number } | { success: false; error: string };
+}
+
+const refuse = (status: 400 | 415 | 503, error: string): UploadAnswer => ({ status, body: { success: false, error } });
+
+/** The refusal of a body whose declared or actual size is over `MAX_UPLOAD_BYTES`. */
+export const TOO_LARGE: UploadAnswer = refuse(400, `body: larger than ${MAX_UPLOAD_BYTES} bytes`);
+
+/**
+ * Whether a `charset` label names UTF-8, by the WHATWG Encoding Standard's
+ * label table (`utf-8`, `utf8`, `unicode-1-1-utf-8`, …, any case), which
+ * `TextDecoder` implements in both runtimes.
+ */
+function isUtf8Label(label: string): boolean {
+  try {
+    return new TextDecoder(label).encoding === 'utf-8';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The body's JSON value, or the refusal. Any media type is read as JSON
+ * (wearables do not all send one); a `charset` parameter that is a spelling of
+ * UTF-8, or none, is read as UTF-8; any other charset is a 415 naming it. The
+ * header is parsed as browsers do (WHATWG MIME Sniffing §4.4), so a sloppy one
+ * (`application/json; charset=UTF8;`) still reads. Bytes that are not UTF-8,
+ * or text that is not JSON, are a 400; a leading byte-order mark is skipped.
+ */
+export function readJsonBody(
+  contentType: string | null | undefined,
+  bytes: Uint8Array,
+): { ok: true; value: unknown } | { ok: false; reason: 'too-large' | 'charset' | 'not-utf8' | 'not-json'; answer: UploadAnswer } {
+  if (bytes.byteLength > MAX_UPLOAD_BYTES) return { ok: false, reason: 'too-large', answer: TOO_LARGE };
+  const charset = contentType ? MIMEType.parse(contentType)?.parameters.get('charset') : undefined;
+  if (charset !== undefined && !isUtf8Label(charset)) {
+    const answer = refuse(415, `content-type: charset "${charset.slice(0, 40)}" is not supported, send UTF-8`);
+    return { ok: false, reason: 'charset', answer };
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes);
+  } catch {
+    return { ok: false, reason: 'not-utf8', answer: refuse(400, 'body: not UTF-8') };
+  }
+  try {
+    return { ok: true, value: JSON.parse(text) as unknown };
+  } catch {
+    return { ok: false, reason: 'not-json', answer: refuse(400, 'body: invalid JSON') };
+  }
+}
+
+type UploadSchema = typeof biometricUploadSchema | typeof captionUploadSchema;
+
+/**
+ * Reads, validates and stores one upload, and says what to answer: 200
+ * `{success, windowId, storedAt}`; 400 or 415 `{success: false, error}` naming
+ * the field or the body; 503 when the store fails (`onStoreError` hears why).
+ */
+export async function answerUpload<S extends UploadSchema>(
+  schema: S,
+  contentType: string | null | undefined,
+  bytes: Uint8Array,
+  insert: (body: z.output<S>) => Promise<{ storedAt: number }>,
+  onStoreError: (error: unknown) => void,
+): Promise<UploadAnswer> {
+  const read = readJsonBody(contentType, bytes);
+  if (!read.ok) return read.answer;
+  const parsed = schema.safeParse(read.value);
+  if (!parsed.success) return refuse(400, describeIssue(parsed.error));
+  try {
+    const { storedAt } = await insert(parsed.data as z.output<S>);
+    return { status: 200, body: { success: true, windowId: parsed.data.windowId, storedAt } };
+  } catch (error) {
+    onStoreError(error);
+    return refuse(503, 'storage unavailable');
+  }
 }
 
 /** The caption fields of an ack (SPEC §4) as the Worker's relay reads them off the wire. */

@@ -75,11 +75,29 @@ describe('POST /poke/send (SPEC §3, §6)', () => {
     ['a message that is not a string', '{"message":42}', [{ loc: ['body', 'message'], msg: 'Invalid input: expected string, received number', type: 'invalid_type' }]],
     ['a body that is not JSON', 'message=hi', [{ loc: ['body'], msg: 'invalid JSON', type: 'json_invalid' }]],
     ['a body that is an array', '["hi"]', [{ loc: ['body'], msg: 'Invalid input: expected object, received array', type: 'invalid_type' }]],
+    ['an empty body', '', [{ loc: ['body'], msg: 'invalid JSON', type: 'json_invalid' }]],
   ])('answers 422 for %s', async (_name, body, detail) => {
     const url = await start(json(200, {}), { env: { POKE_API_KEY: 'k' } });
     const res = await send(url, body);
     expect(res.status).toBe(422);
     expect(await res.json()).toEqual({ detail });
+    expect(poke!.received).toHaveLength(0);
+  });
+
+  it('reads a body labelled with any spelling of UTF-8, as the uploads do', async () => {
+    const url = await start(json(200, { queued: true }), { env: { POKE_API_KEY: 'k' } });
+    for (const contentType of ['application/json; charset=UTF8', 'application/json; charset=utf8', 'text/plain']) {
+      const res = await send(url, JSON.stringify({ message: 'Café ☕' }), { 'content-type': contentType });
+      expect(res.status).toBe(200);
+    }
+    expect(poke!.received.map((r) => r.body)).toEqual(Array(3).fill({ message: 'Café ☕' }));
+  });
+
+  it('answers 415 naming a charset that is not UTF-8, and sends nothing', async () => {
+    const url = await start(json(200, {}), { env: { POKE_API_KEY: 'k' } });
+    const res = await send(url, JSON.stringify({ message: 'hi' }), { 'content-type': 'application/json; charset=latin1' });
+    expect(res.status).toBe(415);
+    expect(await res.json()).toEqual({ detail: 'content-type: charset "latin1" is not supported, send UTF-8' });
     expect(poke!.received).toHaveLength(0);
   });
 

@@ -1,7 +1,13 @@
 import { getRandom } from '@cloudflare/containers';
-import type { z } from 'zod';
 import { secretsEqual } from '../../src/auth.ts';
-import { biometricUploadSchema, captionUploadSchema, describeIssue, MAX_UPLOAD_BYTES } from '../../src/schemas/uploads.ts';
+import {
+  answerUpload,
+  biometricUploadSchema,
+  captionUploadSchema,
+  MAX_UPLOAD_BYTES,
+  TOO_LARGE,
+  type UploadAnswer,
+} from '../../src/schemas/uploads.ts';
 import { runCronTick } from './cron.ts';
 import { d1Store } from './d1-store.ts';
 import { ConfigError, settingsOf, type Env, type Settings } from './env.ts';
@@ -45,34 +51,49 @@ function withSecrets(request: Request, env: Env): Request {
   return new Request(request, { headers });
 }
 
-type UploadSchema = typeof biometricUploadSchema | typeof captionUploadSchema;
-
-async function upload<S extends UploadSchema>(
+/**
+ * An upload (SPEC §8): the body read whole (a declared length over
+ * `MAX_UPLOAD_BYTES` is refused unread), then checked and stored by the rules
+ * the Node server uses too (`answerUpload`).
+ */
+async function upload(
   request: Request,
-  schema: S,
-  insert: (body: z.output<S>) => Promise<{ storedAt: number }>,
+  answer: (contentType: string | null, bytes: Uint8Array) => Promise<UploadAnswer>,
 ): Promise<Response> {
   const declared = Number(request.headers.get('content-length') ?? 0);
-  const tooLarge = json(400, { success: false, error: `body: larger than ${MAX_UPLOAD_BYTES} bytes` });
-  if (declared > MAX_UPLOAD_BYTES) return tooLarge;
-  const text = await request.text();
-  if (new TextEncoder().encode(text).byteLength > MAX_UPLOAD_BYTES) return tooLarge;
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    return json(400, { success: false, error: 'body: invalid JSON' });
-  }
-  const parsed = schema.safeParse(body);
-  if (!parsed.success) return json(400, { success: false, error: describeIssue(parsed.error) });
-  try {
-    const { storedAt } = await insert(parsed.data as z.output<S>);
-    return json(200, { success: true, windowId: parsed.data.windowId, storedAt });
-  } catch (error) {
-    log({ msg: 'D1 write failed', err: errorText(error) });
-    return json(503, { success: false, error: 'storage unavailable' });
-  }
+  if (declared > MAX_UPLOAD_BYTES) return json(TOO_LARGE.status, TOO_LARGE.body);
+  const bytes = await readAtMost(request, MAX_UPLOAD_BYTES);
+  if (!bytes) return json(TOO_LARGE.status, TOO_LARGE.body);
+  const { status, body } = await answer(request.headers.get('content-type'), bytes);
+  return json(status, body);
 }
+
+/** The body, or undefined as soon as it runs over `limit` bytes (a chunked body declares no length). */
+async function readAtMost(request: Request, limit: number): Promise<Uint8Array | undefined> {
+  if (!request.body) return new Uint8Array(0);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = request.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel();
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return bytes;
+}
+
+const storeFailed = (error: unknown) => log({ msg: 'D1 write failed', err: errorText(error) });
 
 async function route(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
   const url = new URL(request.url);
@@ -89,10 +110,14 @@ async function route(request: Request, env: Env, ctx: ExecutionContext): Promise
   switch (url.pathname) {
     case '/biometrics/upload':
       if (request.method !== 'POST') return methodNotAllowed(['POST']);
-      return upload(request, biometricUploadSchema, (b) => store.insertBiometricWindow(b));
+      return upload(request, (type, bytes) =>
+        answerUpload(biometricUploadSchema, type, bytes, (b) => store.insertBiometricWindow(b), storeFailed),
+      );
     case '/captions/upload':
       if (request.method !== 'POST') return methodNotAllowed(['POST']);
-      return upload(request, captionUploadSchema, (c) => store.insertCaptionWindow(c));
+      return upload(request, (type, bytes) =>
+        answerUpload(captionUploadSchema, type, bytes, (c) => store.insertCaptionWindow(c), storeFailed),
+      );
     case VISION_PATH:
       if (request.method !== 'GET') return methodNotAllowed(['GET']);
       if (request.headers.get('upgrade')?.toLowerCase() !== 'websocket') {
