@@ -1,12 +1,35 @@
 -- Converts the previous system's tables (0001-0004) in place into this project's schema,
--- keeping every row and its id. A fresh database runs 0001-0004 first, so fresh and
--- upgraded databases end in the same schema. wrangler runs this file as one batch (all or
--- none); the embedded store runs it in one transaction.
+-- keeping every row, its id and each table's id counter. A fresh database runs 0001-0004
+-- first, so fresh and upgraded databases end in the same schema. wrangler runs this file
+-- as one batch (all or none); the embedded store runs it in one transaction. A view over
+-- these tables makes it fail (and roll back): drop such views first.
 --
--- Datetimes become epoch ms (INTEGER): `datetime('now')` text ('2026-01-01 00:00:00', UTC),
--- ISO 8601 text ('…T…Z') and epoch numbers (ms; seconds below 1e11) are read; text that is
--- none of these becomes 0 rather than losing the row. Columns the old schema allowed to be
--- NULL stay nullable, and their NULLs stay NULL.
+-- Datetimes become epoch ms (INTEGER). Every distinct old value is converted once, in
+-- upgrade_times: `datetime('now')` text ('2026-01-01 00:00:00', UTC) and ISO 8601 text are
+-- read as such; an epoch number (or numeric text) by its magnitude: below 1e11 seconds,
+-- below 1e14 ms, below 1e17 µs, below 1e20 ns; anything else becomes 0 rather than losing
+-- its row. Columns the old schema allowed to be NULL stay nullable, their NULLs kept.
+
+CREATE TABLE upgrade_times (old PRIMARY KEY, num REAL, ms INTEGER);
+INSERT OR IGNORE INTO upgrade_times (old)
+  SELECT created_at FROM biometric_windows
+  UNION SELECT created_at FROM caption_windows
+  UNION SELECT created_at FROM interventions
+  UNION SELECT poke_sent_at FROM interventions WHERE poke_sent_at IS NOT NULL;
+UPDATE upgrade_times SET num = CASE
+  WHEN typeof(old) IN ('integer', 'real') THEN old
+  WHEN typeof(old) = 'text' AND json_valid(trim(old)) THEN
+    CASE WHEN json_type(trim(old)) IN ('integer', 'real') THEN CAST(trim(old) AS REAL) END
+END;
+UPDATE upgrade_times SET ms = CASE
+  WHEN num IS NULL THEN COALESCE(CAST(round((julianday(upper(trim(old))) - 2440587.5) * 86400000) AS INTEGER), 0)
+  WHEN num <= 0 THEN 0
+  WHEN num < 1e11 THEN CAST(round(num * 1000) AS INTEGER)
+  WHEN num < 1e14 THEN CAST(round(num) AS INTEGER)
+  WHEN num < 1e17 THEN CAST(round(num / 1e3) AS INTEGER)
+  WHEN num < 1e20 THEN CAST(round(num / 1e6) AS INTEGER)
+  ELSE 0
+END;
 
 CREATE TABLE biometric_windows_next (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -19,27 +42,20 @@ CREATE TABLE biometric_windows_next (
   created_at INTEGER NOT NULL DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)),
   UNIQUE (window_id)
 );
--- `features` held the whole body but riskPrediction: the named columns come out of it.
+-- `features` held the whole body but riskPrediction: the named fields come out of it.
 -- `risk` held the risk object as JSON; a JSON null becomes SQL NULL.
 INSERT INTO biometric_windows_next
   (id, window_id, timestamp, duration_ms, quality_score, risk_prediction, features, created_at)
 SELECT
-  id, window_id, timestamp, duration_ms, quality_score,
-  CASE WHEN risk IS NULL OR trim(risk) = 'null' THEN NULL ELSE risk END,
-  CASE WHEN json_valid(features)
-    THEN CASE WHEN json_type(features) = 'object'
-      THEN json_remove(features, '$.windowId', '$.timestamp', '$.durationMs', '$.qualityScore', '$.riskPrediction')
-      ELSE features END
-    ELSE features END,
-  CASE
-    WHEN typeof(created_at) IN ('integer', 'real') THEN CAST(created_at AS INTEGER)
-    WHEN created_at GLOB '[0-9]*' AND created_at NOT GLOB '*[^0-9.]*'
-      THEN CAST(CASE WHEN CAST(created_at AS REAL) < 1e11 THEN CAST(created_at AS REAL) * 1000 ELSE CAST(created_at AS REAL) END AS INTEGER)
-    ELSE COALESCE(CAST(round((julianday(created_at) - 2440587.5) * 86400000) AS INTEGER), 0)
-  END
-FROM biometric_windows;
-DROP TABLE biometric_windows;
-ALTER TABLE biometric_windows_next RENAME TO biometric_windows;
+  b.id, b.window_id, b.timestamp, b.duration_ms, b.quality_score,
+  CASE WHEN b.risk IS NULL OR trim(b.risk) = 'null' THEN NULL ELSE b.risk END,
+  CASE WHEN json_valid(b.features)
+    THEN CASE WHEN json_type(b.features) = 'object'
+      THEN json_remove(b.features, '$.windowId', '$.timestamp', '$.durationMs', '$.qualityScore', '$.riskPrediction')
+      ELSE b.features END
+    ELSE b.features END,
+  t.ms
+FROM biometric_windows AS b JOIN upgrade_times AS t ON t.old IS b.created_at;
 
 CREATE TABLE caption_windows_next (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -55,17 +71,8 @@ CREATE TABLE caption_windows_next (
 );
 INSERT INTO caption_windows_next
   (id, window_id, timestamp, chunk_start_s, chunk_end_s, caption, latency_ms, tokens_generated, created_at)
-SELECT
-  id, window_id, timestamp, chunk_start_s, chunk_end_s, caption, latency_ms, tokens_generated,
-  CASE
-    WHEN typeof(created_at) IN ('integer', 'real') THEN CAST(created_at AS INTEGER)
-    WHEN created_at GLOB '[0-9]*' AND created_at NOT GLOB '*[^0-9.]*'
-      THEN CAST(CASE WHEN CAST(created_at AS REAL) < 1e11 THEN CAST(created_at AS REAL) * 1000 ELSE CAST(created_at AS REAL) END AS INTEGER)
-    ELSE COALESCE(CAST(round((julianday(created_at) - 2440587.5) * 86400000) AS INTEGER), 0)
-  END
-FROM caption_windows;
-DROP TABLE caption_windows;
-ALTER TABLE caption_windows_next RENAME TO caption_windows;
+SELECT c.id, c.window_id, c.timestamp, c.chunk_start_s, c.chunk_end_s, c.caption, c.latency_ms, c.tokens_generated, t.ms
+FROM caption_windows AS c JOIN upgrade_times AS t ON t.old IS c.created_at;
 
 -- `decision` is not checked: the previous system's rows keep whatever they hold.
 -- `nudge` and `total_tokens` are new (NULL for the previous system's rows).
@@ -88,22 +95,22 @@ INSERT INTO interventions_next
   (id, decision, reasoning, biometric_ids, caption_ids, model, prompt_tokens, completion_tokens,
    poke_message, poke_sent_at, created_at)
 SELECT
-  id, decision, reasoning, biometric_ids, caption_ids, model, prompt_tokens, completion_tokens,
-  poke_message,
-  CASE
-    WHEN poke_sent_at IS NULL THEN NULL
-    WHEN typeof(poke_sent_at) IN ('integer', 'real') THEN CAST(poke_sent_at AS INTEGER)
-    WHEN poke_sent_at GLOB '[0-9]*' AND poke_sent_at NOT GLOB '*[^0-9.]*'
-      THEN CAST(CASE WHEN CAST(poke_sent_at AS REAL) < 1e11 THEN CAST(poke_sent_at AS REAL) * 1000 ELSE CAST(poke_sent_at AS REAL) END AS INTEGER)
-    ELSE COALESCE(CAST(round((julianday(poke_sent_at) - 2440587.5) * 86400000) AS INTEGER), 0)
-  END,
-  CASE
-    WHEN typeof(created_at) IN ('integer', 'real') THEN CAST(created_at AS INTEGER)
-    WHEN created_at GLOB '[0-9]*' AND created_at NOT GLOB '*[^0-9.]*'
-      THEN CAST(CASE WHEN CAST(created_at AS REAL) < 1e11 THEN CAST(created_at AS REAL) * 1000 ELSE CAST(created_at AS REAL) END AS INTEGER)
-    ELSE COALESCE(CAST(round((julianday(created_at) - 2440587.5) * 86400000) AS INTEGER), 0)
-  END
-FROM interventions;
+  i.id, i.decision, i.reasoning, i.biometric_ids, i.caption_ids, i.model, i.prompt_tokens, i.completion_tokens,
+  i.poke_message, sent.ms, created.ms
+FROM interventions AS i
+  JOIN upgrade_times AS created ON created.old IS i.created_at
+  LEFT JOIN upgrade_times AS sent ON sent.old IS i.poke_sent_at;
+
+-- Each id counter goes on from where the old table's stood (rows deleted at its end stay unused).
+DELETE FROM sqlite_sequence WHERE name IN ('biometric_windows_next', 'caption_windows_next', 'interventions_next');
+INSERT INTO sqlite_sequence (name, seq)
+  SELECT name || '_next', seq FROM sqlite_sequence WHERE name IN ('biometric_windows', 'caption_windows', 'interventions');
+
+DROP TABLE upgrade_times;
+DROP TABLE biometric_windows;
+ALTER TABLE biometric_windows_next RENAME TO biometric_windows;
+DROP TABLE caption_windows;
+ALTER TABLE caption_windows_next RENAME TO caption_windows;
 DROP TABLE interventions;
 ALTER TABLE interventions_next RENAME TO interventions;
 

@@ -33,8 +33,10 @@ import {
   answerUpload,
   biometricUploadSchema,
   captionUploadSchema,
+  encodingRefusal,
   MAX_UPLOAD_BYTES,
   TOO_LARGE,
+  type JsonBodyRequest,
   type UploadAnswer,
 } from './schemas/uploads.ts';
 
@@ -102,17 +104,26 @@ function requestUrl(req: IncomingMessage): URL {
 }
 
 /**
- * An upload route: the raw body (at most `MAX_UPLOAD_BYTES`) read, checked and
- * stored by the rules the Worker uses too (`answerUpload`).
+ * An upload route: the raw body (at most `MAX_UPLOAD_BYTES`; an encoded one
+ * refused unread) read, checked and stored by the rules the Worker uses too
+ * (`answerUpload`).
  */
-function uploadRoute(answer: (contentType: string | undefined, bytes: Uint8Array) => Promise<UploadAnswer>): RequestHandler[] {
+function uploadRoute(answer: (request: JsonBodyRequest) => Promise<UploadAnswer>): RequestHandler[] {
+  const unencoded: RequestHandler = (req, res, next) => {
+    const refusal = encodingRefusal(req.headers['content-encoding']);
+    if (refusal) res.status(refusal.status).json(refusal.body);
+    else next();
+  };
   // Any content type is read: wearables do not all send the header.
-  const raw = express.raw({ limit: MAX_UPLOAD_BYTES, type: () => true });
+  const raw = express.raw({ limit: MAX_UPLOAD_BYTES, type: () => true, inflate: false });
   const handler: RequestHandler = (req, res, next) => {
     const bytes: Uint8Array = Buffer.isBuffer(req.body) ? req.body : new Uint8Array(0);
-    answer(req.headers['content-type'], bytes).then(({ status, body }) => res.status(status).json(body), next);
+    answer({ contentType: req.headers['content-type'], contentEncoding: req.headers['content-encoding'], bytes }).then(
+      ({ status, body }) => res.status(status).json(body),
+      next,
+    );
   };
-  return [raw, handler];
+  return [unencoded, raw, handler];
 }
 
 /** The Express app: public `/health`, magic-word auth for the rest, uploads, JSON 404 and errors. */
@@ -136,11 +147,11 @@ export function createApp(
   const storeFailed = (error: unknown) => logger.error({ err: String(error) }, 'upload not stored');
   app.post(
     '/biometrics/upload',
-    ...uploadRoute((type, bytes) => answerUpload(biometricUploadSchema, type, bytes, (b) => store.insertBiometricWindow(b), storeFailed)),
+    ...uploadRoute((request) => answerUpload(biometricUploadSchema, request, (b) => store.insertBiometricWindow(b), storeFailed)),
   );
   app.post(
     '/captions/upload',
-    ...uploadRoute((type, bytes) => answerUpload(captionUploadSchema, type, bytes, (c) => store.insertCaptionWindow(c), storeFailed)),
+    ...uploadRoute((request) => answerUpload(captionUploadSchema, request, (c) => store.insertCaptionWindow(c), storeFailed)),
   );
   app.post('/poke/send', ...pokeRoute(config, pokes));
   app.get('/metrics', observe.metrics);

@@ -91,12 +91,16 @@ function inTransaction(db: DatabaseSync, what: string, work: () => void): void {
 
 const quoted = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
+/** The tables the superseded migrations made; every other table is left alone. */
+const SUPERSEDED_TABLES = ['biometric_windows', 'caption_windows', 'interventions'];
+
 /**
  * A database made by this project's superseded migrations has the current
  * tables' columns under other migration names. In one transaction: finish the
- * superseded chain, move its tables aside, run the whole current chain, copy
- * every row back (the columns both have; ids kept), drop the old tables, and
- * leave `d1_migrations` as a fresh database's.
+ * superseded chain, move its tables aside (their indexes dropped), run the
+ * whole current chain, copy every row back (the columns both have; ids and id
+ * counters kept), drop the old tables, and leave `d1_migrations` as a fresh
+ * database's.
  */
 function adoptSupersededLayout(db: DatabaseSync, dir: string, applied: Set<string>, superseded: string[]): string[] {
   const names = migrationFiles(dir);
@@ -104,16 +108,11 @@ function adoptSupersededLayout(db: DatabaseSync, dir: string, applied: Set<strin
     for (const name of superseded) {
       if (!applied.has(name)) db.exec(readFileSync(join(dir, SUPERSEDED_DIR, name), 'utf8'));
     }
-    const tables = (
-      db
-        .prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name != ?`)
-        .all(MIGRATIONS_TABLE) as Array<{ name: string }>
-    ).map((t) => t.name);
     const indexes = db
-      .prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name != ?`)
-      .all(MIGRATIONS_TABLE) as Array<{ name: string }>;
+      .prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN (?, ?, ?)`)
+      .all(...SUPERSEDED_TABLES) as Array<{ name: string }>;
     for (const { name } of indexes) db.exec(`DROP INDEX ${quoted(name)}`);
-    for (const table of tables) db.exec(`ALTER TABLE ${quoted(table)} RENAME TO ${quoted(`superseded_${table}`)}`);
+    for (const table of SUPERSEDED_TABLES) db.exec(`ALTER TABLE ${quoted(table)} RENAME TO ${quoted(`superseded_${table}`)}`);
     const forget = db.prepare(`DELETE FROM ${MIGRATIONS_TABLE} WHERE name = ?`);
     for (const name of superseded) forget.run(name);
     const record = db.prepare(`INSERT INTO ${MIGRATIONS_TABLE} (name) VALUES (?)`);
@@ -123,16 +122,14 @@ function adoptSupersededLayout(db: DatabaseSync, dir: string, applied: Set<strin
     }
     const columnsOf = (table: string) =>
       new Set((db.prepare(`SELECT name FROM pragma_table_info(?)`).all(table) as Array<{ name: string }>).map((c) => c.name));
-    for (const table of tables) {
+    for (const table of SUPERSEDED_TABLES) {
       const old = `superseded_${table}`;
       const current = columnsOf(table);
       const shared = [...columnsOf(old)].filter((c) => current.has(c)).map(quoted).join(', ');
-      if (current.size === 0) {
-        // Not a table of the current schema: left as it was.
-        db.exec(`ALTER TABLE ${quoted(old)} RENAME TO ${quoted(table)}`);
-        continue;
-      }
       db.exec(`INSERT INTO ${quoted(table)} (${shared}) SELECT ${shared} FROM ${quoted(old)}`);
+      // The id counter goes on from the old table's (rows deleted at its end stay unused).
+      db.prepare('DELETE FROM sqlite_sequence WHERE name = ?').run(table);
+      db.prepare('UPDATE sqlite_sequence SET name = ? WHERE name = ?').run(table, old);
       db.exec(`DROP TABLE ${quoted(old)}`);
     }
   });

@@ -17,6 +17,9 @@ export type Row = Record<string, unknown>;
 const num = (value: unknown): number => Number(value);
 const numOrNull = (value: unknown): number | null => (value === null || value === undefined ? null : Number(value));
 const textOrNull = (value: unknown): string | null => (value === null || value === undefined ? null : String(value));
+/** Features are an object; anything else (say, a JSON `null` the previous system stored) reads as none. */
+const objectOf = (value: unknown): Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
 /** A JSON array of ids; NULL (the previous system's rows) or anything else reads as none. */
 const idList = (value: unknown): number[] => {
   const parsed = parseJson(value, []);
@@ -36,7 +39,7 @@ export function biometricRow(r: unknown[]): BiometricWindowRow {
     durationMs: num(r[3]),
     qualityScore: numOrNull(r[4]),
     riskPrediction: parseJson(r[5], null),
-    features: parseJson(r[6], {}) as Record<string, unknown>,
+    features: objectOf(parseJson(r[6], {})),
     createdAt: num(r[7]),
   };
 }

@@ -4,7 +4,7 @@ import type { Actor } from 'xstate';
 import { z } from 'zod';
 import type { Config } from '../config.ts';
 import type { PokeOutcome } from '../machines/poke.ts';
-import { readJsonBody } from '../schemas/uploads.ts';
+import { encodingRefusal, readJsonBody } from '../schemas/uploads.ts';
 import { POKE_SENDER, type PokeSenderRef, type supervisorMachine } from '../machines/supervisor.ts';
 
 /** The longest a `/poke/send` caller waits for the sender's answer (retries included). */
@@ -69,20 +69,26 @@ const unreadableBody = (msg: string) => invalid([{ loc: ['body'], msg, type: 'js
  * for uploads), key from the header or the env (500), sent through the actor (502).
  */
 export function pokeRoute(config: Config, pokes: PokeRequests): Array<RequestHandler | ErrorRequestHandler> {
-  const raw = express.raw({ limit: '16kb', type: () => true });
-  const unreadable: ErrorRequestHandler = (error: { type?: string }, _req, res, next) => {
+  const raw = express.raw({ limit: '16kb', type: () => true, inflate: false });
+  const unreadable: ErrorRequestHandler = (error: { type?: string }, req, res, next) => {
     if (error.type === 'entity.too.large') {
       res.status(422).json(unreadableBody('body too large'));
+      return;
+    }
+    if (error.type === 'encoding.unsupported') {
+      const refusal = encodingRefusal(req.headers['content-encoding']);
+      res.status(415).json({ detail: refusal && !refusal.body.success ? refusal.body.error : 'content-encoding not supported' });
       return;
     }
     next(error);
   };
   const handler: RequestHandler = (req, res, next) => {
-    const read = readJsonBody(req.headers['content-type'], Buffer.isBuffer(req.body) ? req.body : new Uint8Array(0));
+    const read = readJsonBody({ contentType: req.headers['content-type'], bytes: Buffer.isBuffer(req.body) ? req.body : new Uint8Array(0) });
     if (!read.ok) {
-      const { body } = read.answer;
-      if (read.reason === 'charset') res.status(415).json({ detail: body.success ? '' : body.error });
-      else res.status(422).json(unreadableBody(read.reason === 'not-utf8' ? 'not UTF-8' : 'invalid JSON'));
+      const { status, body } = read.answer;
+      const error = body.success ? '' : body.error;
+      if (status === 415) res.status(415).json({ detail: error });
+      else res.status(422).json(unreadableBody(read.reason === 'not-json' ? 'invalid JSON' : error.replace(/^body: /, '')));
       return;
     }
     const parsed = pokeSendSchema.safeParse(read.value);

@@ -12,7 +12,15 @@ import { z } from 'zod';
  * array, stored intact; timestamps may be fractional.
  */
 
-const windowId = z.string().trim().min(1).max(200);
+/**
+ * Text stored in a TEXT column as sent: no NUL (SQLite's C API would cut the
+ * string there) and no unpaired surrogate (UTF-8 cannot hold one; each runtime
+ * would replace it differently).
+ */
+const storableText = (schema: z.ZodString) =>
+  schema.refine((text) => !text.includes('\0') && text.isWellFormed(), { message: 'must not contain NUL or unpaired surrogates' });
+
+const windowId = storableText(z.string().trim().min(1).max(200));
 /** A finite number ≥ 0 (zod refuses NaN and ±Infinity: JSON's `1e999` parses to Infinity). */
 const nonNegative = z.number().nonnegative();
 /** `null` is "absent": stored as SQL NULL. */
@@ -42,7 +50,7 @@ export const biometricUploadSchema = z
     riskPrediction: optional(jsonContainer),
   })
   .catchall(z.unknown())
-  .refine((body) => Object.keys(body).length <= MAX_FEATURES + BIOMETRIC_FIELDS.length, {
+  .refine((body) => Object.keys(body).filter((key) => !(BIOMETRIC_FIELDS as readonly string[]).includes(key)).length <= MAX_FEATURES, {
     message: `at most ${MAX_FEATURES} feature fields`,
   });
 
@@ -53,7 +61,7 @@ export const captionUploadSchema = z
     timestamp: nonNegative,
     chunkStartS: nonNegative,
     chunkEndS: nonNegative,
-    caption: z.string().max(10_000),
+    caption: storableText(z.string().max(10_000)),
     latencyMs: optional(nonNegative),
     tokensGenerated: optional(z.number().int().nonnegative()),
   })
@@ -114,19 +122,73 @@ function isUtf8Label(label: string): boolean {
   }
 }
 
+/** JSON nested deeper than this is refused: real bodies are 5 levels deep, and runtimes overflow at different depths. */
+export const MAX_JSON_DEPTH = 32;
+
+/**
+ * Where a parsed body breaks the rules JSON.parse does not check: nesting
+ * deeper than `MAX_JSON_DEPTH`, a number that is not finite (`1e999` parses to
+ * Infinity, which would be stored as null), a `__proto__` key (validation
+ * would drop it). Returns the refusal's text, or undefined.
+ */
+function jsonShapeProblem(value: unknown): string | undefined {
+  const stack: Array<{ value: unknown; path: string; depth: number }> = [{ value, path: 'body', depth: 0 }];
+  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
+    const { value: v, path, depth } = item;
+    if (typeof v === 'number' && !Number.isFinite(v)) return `${path}: not a finite number`;
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth >= MAX_JSON_DEPTH) return `body: nested deeper than ${MAX_JSON_DEPTH} levels`;
+    const at = (key: string) => (path === 'body' ? key : `${path}.${key}`);
+    if (Array.isArray(v)) {
+      v.forEach((inner, i) => stack.push({ value: inner, path: at(String(i)), depth: depth + 1 }));
+      continue;
+    }
+    for (const [key, inner] of Object.entries(v)) {
+      if (key === '__proto__') return `${at(key)}: not allowed as a field name`;
+      stack.push({ value: inner, path: at(key), depth: depth + 1 });
+    }
+  }
+  return undefined;
+}
+
+/** What a transport hands over of a request with a JSON body. */
+export interface JsonBodyRequest {
+  /** The Content-Type header; a runtime that joins repeated headers with ", " gives them all. */
+  contentType?: string | null | undefined;
+  contentEncoding?: string | null | undefined;
+  /** The body as received (at most `MAX_UPLOAD_BYTES`; the transport refuses more). */
+  bytes: Uint8Array;
+}
+
+export type BodyRefusalReason = 'too-large' | 'encoding' | 'charset' | 'not-utf8' | 'not-json' | 'shape';
+
+/**
+ * The refusal of a body sent with a Content-Encoding other than identity (none
+ * is decoded, by either runtime), or undefined. Transports call it before
+ * reading a body, so an encoded one is refused unread.
+ */
+export function encodingRefusal(contentEncoding: string | null | undefined): UploadAnswer | undefined {
+  const encoding = contentEncoding?.trim();
+  if (!encoding || encoding.toLowerCase() === 'identity') return undefined;
+  return refuse(415, `content-encoding: "${encoding.slice(0, 40)}" is not supported, send the body as it is`);
+}
+
 /**
  * The body's JSON value, or the refusal. Any media type is read as JSON
  * (wearables do not all send one); a `charset` parameter that is a spelling of
  * UTF-8, or none, is read as UTF-8; any other charset is a 415 naming it. The
  * header is parsed as browsers do (WHATWG MIME Sniffing §4.4), so a sloppy one
- * (`application/json; charset=UTF8;`) still reads. Bytes that are not UTF-8,
- * or text that is not JSON, are a 400; a leading byte-order mark is skipped.
+ * (`application/json; charset=UTF8;`) still reads; of repeated headers the
+ * first counts, as in Node. A Content-Encoding other than identity is a 415.
+ * Bytes that are not UTF-8, text that is not JSON, or JSON that breaks the
+ * shape rules (`jsonShapeProblem`) are a 400; a leading byte-order mark is skipped.
  */
-export function readJsonBody(
-  contentType: string | null | undefined,
-  bytes: Uint8Array,
-): { ok: true; value: unknown } | { ok: false; reason: 'too-large' | 'charset' | 'not-utf8' | 'not-json'; answer: UploadAnswer } {
+export function readJsonBody(request: JsonBodyRequest): { ok: true; value: unknown } | { ok: false; reason: BodyRefusalReason; answer: UploadAnswer } {
+  const { bytes } = request;
   if (bytes.byteLength > MAX_UPLOAD_BYTES) return { ok: false, reason: 'too-large', answer: TOO_LARGE };
+  const encoded = encodingRefusal(request.contentEncoding);
+  if (encoded) return { ok: false, reason: 'encoding', answer: encoded };
+  const contentType = request.contentType?.split(',')[0];
   const charset = contentType ? MIMEType.parse(contentType)?.parameters.get('charset') : undefined;
   if (charset !== undefined && !isUtf8Label(charset)) {
     const answer = refuse(415, `content-type: charset "${charset.slice(0, 40)}" is not supported, send UTF-8`);
@@ -138,11 +200,15 @@ export function readJsonBody(
   } catch {
     return { ok: false, reason: 'not-utf8', answer: refuse(400, 'body: not UTF-8') };
   }
+  let value: unknown;
   try {
-    return { ok: true, value: JSON.parse(text) as unknown };
+    value = JSON.parse(text) as unknown;
   } catch {
     return { ok: false, reason: 'not-json', answer: refuse(400, 'body: invalid JSON') };
   }
+  const problem = jsonShapeProblem(value);
+  if (problem) return { ok: false, reason: 'shape', answer: refuse(400, problem) };
+  return { ok: true, value };
 }
 
 type UploadSchema = typeof biometricUploadSchema | typeof captionUploadSchema;
@@ -154,12 +220,11 @@ type UploadSchema = typeof biometricUploadSchema | typeof captionUploadSchema;
  */
 export async function answerUpload<S extends UploadSchema>(
   schema: S,
-  contentType: string | null | undefined,
-  bytes: Uint8Array,
+  request: JsonBodyRequest,
   insert: (body: z.output<S>) => Promise<{ storedAt: number }>,
   onStoreError: (error: unknown) => void,
 ): Promise<UploadAnswer> {
-  const read = readJsonBody(contentType, bytes);
+  const read = readJsonBody(request);
   if (!read.ok) return read.answer;
   const parsed = schema.safeParse(read.value);
   if (!parsed.success) return refuse(400, describeIssue(parsed.error));
@@ -175,7 +240,7 @@ export async function answerUpload<S extends UploadSchema>(
 /** The caption fields of an ack (SPEC §4) as the Worker's relay reads them off the wire. */
 export const captionAckSchema = z.object({
   window_id: windowId,
-  caption: z.string().max(10_000),
+  caption: storableText(z.string().max(10_000)),
   chunk_start_s: z.number().nonnegative(),
   chunk_end_s: z.number().nonnegative(),
   latency_ms: z.number().nonnegative().optional(),

@@ -14,7 +14,15 @@ import {
 } from '../../src/adapters/sqlite-store.ts';
 import { tickActors, tickMachine } from '../../src/machines/intervention.ts';
 import { ok } from '../../src/result.ts';
-import { LEGACY_MIGRATIONS, LEGACY_ROWS, readable, SCHEMA_QUERY, TICK_NOW, UPGRADED } from '../fixtures/legacy-d1/rows.ts';
+import {
+  LEGACY_MIGRATIONS,
+  LEGACY_ROWS,
+  NEXT_BIOMETRIC_ID,
+  readable,
+  SCHEMA_QUERY,
+  TICK_NOW,
+  UPGRADED,
+} from '../fixtures/legacy-d1/rows.ts';
 
 // In-place upgrade of a database made by the previous system's four migrations (the live D1,
 // or a SQLite file made the same way), and of one made by this project's superseded ones.
@@ -72,7 +80,11 @@ describe('upgrading the previous system’s database in place (SPEC §9)', () =>
     expect(tableRows(store.db, 'biometric_windows')).toEqual(UPGRADED.biometric_windows);
     expect(tableRows(store.db, 'interventions')).toEqual(UPGRADED.interventions);
     const captions = tableRows(store.db, 'caption_windows');
-    expect(captions).toEqual([UPGRADED.caption_windows[0], { ...UPGRADED.caption_windows[1], created_at: expect.any(Number) }]);
+    expect(captions).toEqual([
+      UPGRADED.caption_windows[0],
+      { ...UPGRADED.caption_windows[1], created_at: expect.any(Number) },
+      UPGRADED.caption_windows[2],
+    ]);
     // The caption written with the old default datetime('now') (second precision) keeps its instant.
     expect(Math.abs(Number(captions[1]!.created_at) - upgradedAt)).toBeLessThan(5_000);
 
@@ -97,14 +109,15 @@ describe('upgrading the previous system’s database in place (SPEC §9)', () =>
       riskPrediction: UPGRADED.biometric_windows[0]!.risk_prediction,
       features: UPGRADED.biometric_windows[0]!.features,
     });
-    expect(captions[1]).toMatchObject({ timestamp: 3.5127, latencyMs: 640, tokensGenerated: 9 });
-    expect(captions[0]).toMatchObject({ latencyMs: null, tokensGenerated: null });
-    const [latest, earlier] = await store.interventionsSince(0);
+    const caption = (id: number) => captions.find((c) => c.id === id);
+    expect(caption(2)).toMatchObject({ timestamp: 3.5127, latencyMs: 640, tokensGenerated: 9 });
+    expect(caption(1)).toMatchObject({ latencyMs: null, tokensGenerated: null });
+    const [latest, earlier] = await store.interventionsSince(Date.UTC(2026, 0, 1, 0, 0, 1));
     expect(latest).toMatchObject({ id: 2, reasoning: 'Resting heart rate, nothing to say.', biometricIds: [], captionIds: [], pokeSentAt: null });
     expect(earlier).toMatchObject({ id: 1, reasoning: null, biometricIds: [1, 2], captionIds: [1], pokeSentAt: Date.UTC(2026, 0, 1, 0, 0, 20) });
     // New rows go on after the old ids.
     await store.insertBiometricWindow({ windowId: 'after-upgrade', timestamp: 1, durationMs: 0 });
-    expect((await store.windowsSince(0)).biometrics.at(-1)).toMatchObject({ id: 6, windowId: 'after-upgrade' });
+    expect((await store.windowsSince(0)).biometrics.at(-1)).toMatchObject({ id: NEXT_BIOMETRIC_ID, windowId: 'after-upgrade' });
     store.close();
   });
 
@@ -131,7 +144,7 @@ describe('upgrading the previous system’s database in place (SPEC §9)', () =>
     // Created within the minute before the tick: legacy row 1 (00:01:05) and the new upload (00:01:20).
     const [before, after] = request!.biometrics as Array<Record<string, unknown>>;
     expect(before).toMatchObject({ id: 1, features: UPGRADED.biometric_windows[0]!.features });
-    expect(after).toMatchObject({ id: 6, timestamp: 1_767_225_780_000 });
+    expect(after).toMatchObject({ id: NEXT_BIOMETRIC_ID, timestamp: 1_767_225_780_000 });
     expect(Object.keys(after!)).toEqual(Object.keys(before!));
     expect(Object.keys(after!.features as object)).toEqual(Object.keys(before!.features as object));
     expect(typeof (after!.riskPrediction as object)).toBe('object');
@@ -140,12 +153,13 @@ describe('upgrading the previous system’s database in place (SPEC §9)', () =>
     expect(request!.recentInterventions).toEqual([
       { createdAt: '2026-01-01T00:01:20.000Z', decision: 'no', reasoning: 'Resting heart rate, nothing to say.', nudge: null, sent: false },
       { createdAt: '2026-01-01T00:00:20.000Z', decision: 'yes', reasoning: null, nudge: null, sent: true },
+      { createdAt: '2026-01-01T00:00:00.000Z', decision: 'yes', reasoning: 'Long screen time.', nudge: null, sent: true },
     ]);
   });
 });
 
 describe('adopting a database made by this project’s superseded migrations', () => {
-  it('keeps every row and column, and ends where a fresh database is', () => {
+  it('keeps every row and column, and ends where a fresh database is', async () => {
     const path = tempDb();
     const dir = join(defaultMigrationsDir(), SUPERSEDED_DIR);
     const superseded = migrationFiles(dir);
@@ -157,6 +171,11 @@ describe('adopting a database made by this project’s superseded migrations', (
       VALUES ('b-old', 1700000000000, 60000, 0.9, '{"stress":0.7}', '{"hrMean":72}', 1700000000500)`);
     old.exec(`INSERT INTO caption_windows (window_id, timestamp, chunk_start_s, chunk_end_s, caption, latency_ms, tokens_generated, created_at)
       VALUES ('c-old', 1700000000000, 1.5, 2.5, 'a kitchen', 420, 9, 1700000000600)`);
+    // A caption deleted at the end: its id (2) must not be handed out again.
+    old.exec(`INSERT INTO caption_windows (window_id, timestamp, chunk_start_s, chunk_end_s, caption) VALUES ('c-gone', 1, 0, 1, 'x')`);
+    old.exec(`DELETE FROM caption_windows WHERE window_id = 'c-gone'`);
+    // An index and a table of someone else's, left alone.
+    old.exec(`CREATE TABLE notes (k TEXT); CREATE INDEX idx_notes_k ON notes (k); INSERT INTO notes VALUES ('kept')`);
     old.exec(`INSERT INTO interventions (decision, reasoning, nudge, biometric_ids, caption_ids, model, prompt_tokens, completion_tokens,
       total_tokens, poke_message, poke_sent_at, created_at)
       VALUES ('yes', 'r', 'drink water', '[1]', '[1]', 'gpt-4o-mini', 10, 5, 15, 'say: drink water', 1700000000700, 1700000000700)`);
@@ -164,7 +183,8 @@ describe('adopting a database made by this project’s superseded migrations', (
 
     const store = openSqliteStore({ path });
     expect(store.applied).toEqual(migrationFiles(defaultMigrationsDir()));
-    expect(store.db.prepare(SCHEMA_QUERY).all()).toEqual(freshSchema());
+    const ours = (rows: unknown[]) => (rows as Array<{ tbl_name: string }>).filter((r) => r.tbl_name !== 'notes');
+    expect(ours(store.db.prepare(SCHEMA_QUERY).all())).toEqual(freshSchema());
     const recorded = store.db.prepare(`SELECT name FROM ${MIGRATIONS_TABLE} ORDER BY id`).all().map((r) => r.name);
     expect(recorded).toEqual(migrationFiles(defaultMigrationsDir()));
     expect(tableRows(store.db, 'biometric_windows')).toEqual([
@@ -179,7 +199,10 @@ describe('adopting a database made by this project’s superseded migrations', (
         prompt_tokens: 10, completion_tokens: 5, total_tokens: 15, poke_message: 'say: drink water', poke_sent_at: 1700000000700, created_at: 1700000000700,
       },
     ]);
+    expect(store.db.prepare(`SELECT k FROM notes`).all()).toEqual([{ k: 'kept' }]);
+    expect(store.db.prepare(`SELECT name FROM sqlite_master WHERE name = 'idx_notes_k'`).all()).toHaveLength(1);
+    await store.insertCaptionWindow({ windowId: 'c-new', timestamp: 1, chunkStartS: 0, chunkEndS: 1, caption: 'y' });
+    expect((await store.windowsSince(0)).captions.at(-1)).toMatchObject({ id: 3, windowId: 'c-new' });
     store.close();
-    expect(openSqliteStore({ path: ':memory:' }).applied).toEqual(migrationFiles(defaultMigrationsDir()));
   });
 });

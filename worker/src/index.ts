@@ -4,8 +4,10 @@ import {
   answerUpload,
   biometricUploadSchema,
   captionUploadSchema,
+  encodingRefusal,
   MAX_UPLOAD_BYTES,
   TOO_LARGE,
+  type JsonBodyRequest,
   type UploadAnswer,
 } from '../../src/schemas/uploads.ts';
 import { runCronTick } from './cron.ts';
@@ -56,15 +58,15 @@ function withSecrets(request: Request, env: Env): Request {
  * `MAX_UPLOAD_BYTES` is refused unread), then checked and stored by the rules
  * the Node server uses too (`answerUpload`).
  */
-async function upload(
-  request: Request,
-  answer: (contentType: string | null, bytes: Uint8Array) => Promise<UploadAnswer>,
-): Promise<Response> {
+async function upload(request: Request, answer: (request: JsonBodyRequest) => Promise<UploadAnswer>): Promise<Response> {
+  const contentEncoding = request.headers.get('content-encoding');
+  const encoded = encodingRefusal(contentEncoding);
+  if (encoded) return json(encoded.status, encoded.body);
   const declared = Number(request.headers.get('content-length') ?? 0);
   if (declared > MAX_UPLOAD_BYTES) return json(TOO_LARGE.status, TOO_LARGE.body);
   const bytes = await readAtMost(request, MAX_UPLOAD_BYTES);
   if (!bytes) return json(TOO_LARGE.status, TOO_LARGE.body);
-  const { status, body } = await answer(request.headers.get('content-type'), bytes);
+  const { status, body } = await answer({ contentType: request.headers.get('content-type'), contentEncoding, bytes });
   return json(status, body);
 }
 
@@ -110,14 +112,10 @@ async function route(request: Request, env: Env, ctx: ExecutionContext): Promise
   switch (url.pathname) {
     case '/biometrics/upload':
       if (request.method !== 'POST') return methodNotAllowed(['POST']);
-      return upload(request, (type, bytes) =>
-        answerUpload(biometricUploadSchema, type, bytes, (b) => store.insertBiometricWindow(b), storeFailed),
-      );
+      return upload(request, (body) => answerUpload(biometricUploadSchema, body, (b) => store.insertBiometricWindow(b), storeFailed));
     case '/captions/upload':
       if (request.method !== 'POST') return methodNotAllowed(['POST']);
-      return upload(request, (type, bytes) =>
-        answerUpload(captionUploadSchema, type, bytes, (c) => store.insertCaptionWindow(c), storeFailed),
-      );
+      return upload(request, (body) => answerUpload(captionUploadSchema, body, (c) => store.insertCaptionWindow(c), storeFailed));
     case VISION_PATH:
       if (request.method !== 'GET') return methodNotAllowed(['GET']);
       if (request.headers.get('upgrade')?.toLowerCase() !== 'websocket') {

@@ -4,7 +4,15 @@ import { createActor, fromPromise, waitFor } from 'xstate';
 import type { DecisionRequest } from '../../src/adapters/openai.ts';
 import { tickActors, tickMachine } from '../../src/machines/intervention.ts';
 import { ok } from '../../src/result.ts';
-import { LEGACY_MIGRATIONS, LEGACY_ROWS, readable, SCHEMA_QUERY, TICK_NOW, UPGRADED } from '../../test/fixtures/legacy-d1/rows.ts';
+import {
+  LEGACY_MIGRATIONS,
+  LEGACY_ROWS,
+  NEXT_BIOMETRIC_ID,
+  readable,
+  SCHEMA_QUERY,
+  TICK_NOW,
+  UPGRADED,
+} from '../../test/fixtures/legacy-d1/rows.ts';
 import { d1Store } from '../src/d1-store.ts';
 import { testEnv } from './helpers.ts';
 
@@ -42,7 +50,11 @@ describe('upgrading the live D1 in place (SPEC §9)', () => {
     expect(await rows('biometric_windows')).toEqual(UPGRADED.biometric_windows);
     expect(await rows('interventions')).toEqual(UPGRADED.interventions);
     const captions = await rows('caption_windows');
-    expect(captions).toEqual([UPGRADED.caption_windows[0], { ...UPGRADED.caption_windows[1], created_at: expect.any(Number) }]);
+    expect(captions).toEqual([
+      UPGRADED.caption_windows[0],
+      { ...UPGRADED.caption_windows[1], created_at: expect.any(Number) },
+      UPGRADED.caption_windows[2],
+    ]);
     expect(Math.abs(Number(captions[1]!.created_at) - upgradedAt)).toBeLessThan(5_000);
 
     // A window uploaded after the upgrade reaches the model's prompt in the shape of one from before.
@@ -62,8 +74,8 @@ describe('upgrading the live D1 in place (SPEC §9)', () => {
     await waitFor(tick, (s) => s.status === 'done');
     const [before, after] = requests[0]!.biometrics as Array<Record<string, unknown>>;
     expect(before).toMatchObject({ id: 1, features: UPGRADED.biometric_windows[0]!.features, riskPrediction: UPGRADED.biometric_windows[0]!.risk_prediction });
-    expect(after).toMatchObject({ id: 6, features: { hrMean: 70 }, riskPrediction: null, qualityScore: 0.8 });
+    expect(after).toMatchObject({ id: NEXT_BIOMETRIC_ID, features: { hrMean: 70 }, riskPrediction: null, qualityScore: 0.8 });
     expect(Object.keys(after!)).toEqual(Object.keys(before!));
-    expect(requests[0]!.recentInterventions).toHaveLength(2);
+    expect(requests[0]!.recentInterventions).toHaveLength(3);
   });
 });
