@@ -8,8 +8,6 @@ import type { InferencePort } from './adapters/inference.ts';
 import { createModalInference, modalTargetFromHeaders } from './adapters/modal.ts';
 import { startInspection } from './adapters/inspect.ts';
 import { createLogger, type Logger } from './adapters/logger.ts';
-import { serveVisionSocket, type VisionConnection } from './adapters/vision-socket.ts';
-import { acceptWebSocket, type ServerWebSocket } from './adapters/websocket.ts';
 import {
   createCaptionSink,
   storeCaptionWriter,
@@ -23,11 +21,13 @@ import type { Store } from './adapters/store.ts';
 import { isAuthorized } from './auth.ts';
 import type { Config } from './config.ts';
 import { sessionActors, sessionMachine, type SessionVisionSettings } from './machines/session.ts';
+import { TurnQueue } from './streams/turns.ts';
 import { tickerWith, type NudgeSender } from './machines/intervention.ts';
 import { pokeSenderWith, type PokeSenderInput } from './machines/poke.ts';
 import { err, ok } from './result.ts';
 import { sessionSystemId, supervisorMachine, type SessionRef } from './machines/supervisor.ts';
-import { debugActorsRoute, ServerMetrics, type StreamTotals } from './routes/observe.ts';
+import { ServerMetrics, type StreamTotals } from './metrics.ts';
+import { debugActorsRoute } from './routes/observe.ts';
 import { pokeRequests, pokeRoute, type PokeRequests } from './routes/poke.ts';
 import {
   answerUpload,
@@ -39,6 +39,8 @@ import {
   type JsonBodyRequest,
   type UploadAnswer,
 } from './schemas/uploads.ts';
+import { serveVisionSocket, type VisionConnection } from './transport/vision-socket.ts';
+import { acceptWebSocket, type ServerWebSocket } from './transport/websocket.ts';
 
 type Clock = NonNullable<ActorOptions<AnyActorLogic>['clock']>;
 
@@ -190,7 +192,9 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       timeoutMs: config.vision.inferenceTimeoutMs,
       logger,
     });
-  const session = (deps.session ?? sessionMachine).provide({ actors: sessionActors(inference) });
+  // One queue for the chunk work of every session: one task per event-loop turn (streams/turns.ts).
+  const chunkQueue = new TurnQueue();
+  const session = (deps.session ?? sessionMachine).provide({ actors: sessionActors(inference, chunkQueue.defer) });
   const pokeClient = deps.pokeClient ?? createPokeClient({ url: config.poke.url });
   const store = deps.store ?? openSqliteStore({ path: config.databasePath });
   const workerWriter =

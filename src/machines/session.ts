@@ -11,7 +11,7 @@ import {
 } from '../adapters/inference.ts';
 import { windowFrames } from '../streams/window-frames.ts';
 import { releaseFrames } from '../streams/frame-copies.ts';
-import { chunkTurns, type Defer } from '../streams/turns.ts';
+import { atOnce, type Defer } from '../streams/turns.ts';
 
 /** The result fields that ride on the next ack (SPEC §4); absent fields are left out. */
 export type AckFields =
@@ -112,7 +112,7 @@ export type InferCommand = { type: 'infer'; inference: InferenceSession; chunk: 
  * hands its signal, never aborted, to the next one (an AbortController is
  * costly to make); an aborted one is never used again.
  */
-export const inferChunksActor = (defer: Defer = chunkTurns.defer) =>
+export const inferChunksActor = (defer: Defer = atOnce) =>
   fromCallback<InferCommand>(({ sendBack, receive }) => {
     let current: AbortController | null = null;
     let spare: AbortController | null = null;
@@ -168,7 +168,7 @@ export const closeInferenceActor = () =>
 const dispatchAlignMs = (chunkMs: number): number => Math.min(50, Math.floor(chunkMs / 20));
 
 /** Feeds `window.ready` events from the frame stream, cut by the windowing operator. */
-export const windowFramesActor = (defer: Defer = chunkTurns.defer) =>
+export const windowFramesActor = (defer: Defer = atOnce) =>
   fromEventObservable<{ type: 'window.ready'; chunk: FrameChunk }, WindowFramesInput>(({ input }) =>
     input.frames.pipe(
       windowFrames({
@@ -185,11 +185,18 @@ export const windowFramesActor = (defer: Defer = chunkTurns.defer) =>
     ),
   );
 
-/** Builds the actors the session needs from an inference port; pass to `.provide({ actors })`. */
-export const sessionActors = (port: InferencePort) => ({
+/**
+ * Builds the actors the session needs from an inference port; pass to
+ * `.provide({ actors })`. `defer` runs the chunk work (window dispatches and
+ * model answers): the server passes its chunk queue (`TurnQueue`), so the
+ * chunk work of all sessions runs one task per event-loop turn; by default it
+ * runs at once.
+ */
+export const sessionActors = (port: InferencePort, defer: Defer = atOnce) => ({
   openInference: openInferenceActor(port),
-  inferChunks: inferChunksActor(),
+  inferChunks: inferChunksActor(defer),
   closeInference: closeInferenceActor(),
+  windowFrames: windowFramesActor(defer),
 });
 
 const failureMessage = (error: unknown): string =>

@@ -6,7 +6,7 @@ export type Defer = (task: () => void) => void;
  * `setImmediate` of its own), so the reads that came in meanwhile are handled
  * between two tasks.
  *
- * The chunk work of all sessions goes through one queue: windows that fall due
+ * The server creates one queue for the chunk work of all sessions: windows that fall due
  * on the same grid step (see `windowFrames`' `alignMs`) and answers that come
  * back together are handled one after the other, while the chunk path's code
  * and data are still in the CPU's caches, yet no ack waits behind more than one
@@ -30,9 +30,6 @@ export class TurnQueue {
     task?.();
   };
 }
-
-/** The process-wide queue of chunk work: window dispatches and inference answers. */
-export const chunkTurns = new TurnQueue();
 
 /** Runs the task at once: the default where no queue is given (and in tests on virtual time). */
 export const atOnce: Defer = (task) => task();

@@ -2,11 +2,11 @@ import { Subject } from 'rxjs';
 import type { Actor } from 'xstate';
 import type { AckFields, SessionVisionSettings } from '../machines/session.ts';
 import { sessionSystemId, type SessionRef, type supervisorMachine } from '../machines/supervisor.ts';
-import type { ServerMetrics, StreamTotals } from '../routes/observe.ts';
+import type { StreamMetrics, StreamTotals } from '../metrics.ts';
 import { captionUploadFromAck } from '../schemas/uploads.ts';
-import type { CaptionSink } from './caption-sink.ts';
-import type { InferenceTarget } from './inference.ts';
-import type { Logger } from './logger.ts';
+import type { CaptionSink } from '../adapters/caption-sink.ts';
+import type { InferenceTarget } from '../adapters/inference.ts';
+import type { Logger } from '../adapters/logger.ts';
 import type { ServerWebSocket } from './websocket.ts';
 
 /**
@@ -41,7 +41,7 @@ export interface VisionSocketOptions {
   /** Receives every caption, keyed by its window id. */
   captions: CaptionSink;
   /** Totals bumped per frame and the metrics fed per chunk and result. */
-  observe: { totals: StreamTotals; metrics: ServerMetrics };
+  observe: { totals: StreamTotals; metrics: StreamMetrics };
   logger: Logger;
 }
 

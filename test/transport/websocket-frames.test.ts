@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FrameReader, type FrameEvents } from '../../src/adapters/websocket-frames.ts';
+import { FrameReader, type FrameEvents } from '../../src/transport/websocket-frames.ts';
 import { framePool } from '../../src/streams/frame-copies.ts';
 import { closePayload, digest, Op, pattern, rawFrame } from '../helpers/ws-frames.ts';
 
