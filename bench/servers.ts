@@ -44,6 +44,9 @@ async function startForesight(): Promise<string> {
     LOG_LEVEL: 'error',
     DATABASE_PATH: process.env.DATABASE_PATH ?? ':memory:',
     VISION_MAX_FRAME_BYTES: String(MAX_FRAME_BYTES),
+    // (a)-(d) measure capacity, not the per-connection rate limits: (a) alone sends 50,000
+    // frames a second on one connection. The flood scenario runs with the defaults.
+    VISION_MAX_MESSAGES_PER_S: process.env.VISION_MAX_MESSAGES_PER_S ?? '1000000000',
   });
   const latencyMs = Number(process.env.BENCH_INFERENCE_MS ?? 300);
   const server = await startServer({

@@ -65,6 +65,21 @@ const envSchema = z.object({
     (v) => v ?? 'Describe what the wearer is looking at in one short present-tense sentence.',
   ),
   VISION_MAX_FRAME_BYTES: number(4_194_304, (n) => n.int().min(1).max(64 * 1024 * 1024)),
+  VISION_MAX_QUEUED_BYTES: number(65_536, (n) => n.int().min(16_384).max(64 * 1024 * 1024)),
+  VISION_SLOW_CLIENT_TIMEOUT_S: number(30, (n) => n.positive().max(3600)),
+  VISION_MAX_MESSAGES_PER_S: number(300, (n) => n.positive()),
+  VISION_MAX_BYTES_PER_S: number(268_435_456, (n) => n.positive()),
+  VISION_RATE_LIMIT_CLOSE_S: number(10, (n) => n.positive().max(3600)),
+  VISION_PING_INTERVAL_S: number(15, (n) => n.positive().max(3600)),
+  VISION_SUBPROTOCOLS: optionalText.transform((value, ctx) => {
+    const names = value === undefined ? [] : value.split(',').map((name) => name.trim());
+    if (names.some((name) => !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name))) {
+      ctx.addIssue({ code: 'custom', message: `expected a comma-separated list of tokens, got "${value}"` });
+      return z.NEVER;
+    }
+    return names;
+  }),
+  VISION_PEER_TIMEOUT_S: number(45, (n) => n.positive().max(3600)),
   VISION_INFERENCE_TIMEOUT_MS: number(30_000, (n) => n.int().min(1)),
   VISION_MAX_INFERENCE_FAILURES: number(3, (n) => n.int().min(1)),
   VISION_DEGRADED_COOLDOWN_S: number(30, (n) => n.min(0)),
@@ -103,6 +118,19 @@ export interface Config {
     maxBufferFrames: number;
     prompt: string;
     maxFrameBytes: number;
+    /** Bytes queued for a peer past which its socket stops reading. */
+    maxQueuedBytes: number;
+    /** A client throttled (not reading its acks) this long is closed with 1008. */
+    slowClientTimeoutMs: number;
+    /** Per-connection rate limits: frames and bytes a second; over them this long, closed with 1008. */
+    maxMessagesPerSecond: number;
+    maxBytesPerSecond: number;
+    rateLimitCloseMs: number;
+    /** The server pings every connection this often; a peer silent for `peerTimeoutMs` is cut. */
+    pingIntervalMs: number;
+    peerTimeoutMs: number;
+    /** WebSocket subprotocols the server speaks, in its order of preference (RFC 6455 §4.2.2). */
+    subprotocols: string[];
     inferenceTimeoutMs: number;
     maxInferenceFailures: number;
     degradedCooldownMs: number;
@@ -147,6 +175,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxBufferFrames: e.VISION_MAX_BUFFER_FRAMES,
       prompt: e.VISION_PROMPT,
       maxFrameBytes: e.VISION_MAX_FRAME_BYTES,
+      maxQueuedBytes: e.VISION_MAX_QUEUED_BYTES,
+      slowClientTimeoutMs: Math.round(e.VISION_SLOW_CLIENT_TIMEOUT_S * 1000),
+      maxMessagesPerSecond: e.VISION_MAX_MESSAGES_PER_S,
+      maxBytesPerSecond: e.VISION_MAX_BYTES_PER_S,
+      rateLimitCloseMs: Math.round(e.VISION_RATE_LIMIT_CLOSE_S * 1000),
+      pingIntervalMs: Math.round(e.VISION_PING_INTERVAL_S * 1000),
+      peerTimeoutMs: Math.round(e.VISION_PEER_TIMEOUT_S * 1000),
+      subprotocols: e.VISION_SUBPROTOCOLS,
       inferenceTimeoutMs: e.VISION_INFERENCE_TIMEOUT_MS,
       maxInferenceFailures: e.VISION_MAX_INFERENCE_FAILURES,
       degradedCooldownMs: Math.round(e.VISION_DEGRADED_COOLDOWN_S * 1000),

@@ -33,6 +33,8 @@ export interface StreamMetrics {
 export interface ObservedConnection {
   /** Frames received so far. */
   frames(): number;
+  /** Bytes waiting to be sent to the client. */
+  queuedBytes(): number;
 }
 
 export interface ObserveSources {
@@ -73,6 +75,23 @@ export class ServerMetrics implements StreamMetrics {
     total('foresight_frames_received_total', 'Frames received from glasses', () => s.totals.frames);
     total('foresight_frame_bytes_received_total', 'Frame bytes received from glasses', () => s.totals.bytes);
     total('foresight_acks_sent_total', 'Acks sent to glasses', () => s.totals.acks);
+    new Gauge({
+      name: 'foresight_socket_queued_bytes',
+      help: 'Bytes waiting to be sent to glasses clients: the sum over connections, and the largest',
+      labelNames: ['of'],
+      registers,
+      collect() {
+        let sum = 0;
+        let max = 0;
+        for (const connection of s.connections().values()) {
+          const queued = connection.queuedBytes();
+          sum += queued;
+          max = Math.max(max, queued);
+        }
+        this.set({ of: 'sum' }, sum);
+        this.set({ of: 'max' }, max);
+      },
+    });
     new Gauge({
       name: 'foresight_sessions',
       help: 'Open glasses sessions by inference and acking state',

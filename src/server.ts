@@ -89,20 +89,24 @@ export interface RunningServer {
 /** How long a client gets to answer our close frame before its socket is cut. */
 const CLOSE_HANDSHAKE_MS = 2_000;
 
-const json = (status: number, body: unknown) => {
-  const text = JSON.stringify(body);
-  return (
-    `HTTP/1.1 ${status} ${status === 403 ? 'Forbidden' : status === 404 ? 'Not Found' : 'Service Unavailable'}\r\n` +
-    `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`
-  );
-};
+const REASONS: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 500: 'Internal Server Error', 503: 'Service Unavailable' };
 
-function refuseUpgrade(socket: Duplex, status: 403 | 404 | 503, detail: string): void {
-  socket.end(json(status, { detail }));
+/** Answers an upgrade request that will not be upgraded, and closes the connection. */
+function refuseUpgrade(socket: Duplex, status: 400 | 403 | 404 | 500 | 503, detail: string): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const text = JSON.stringify({ detail });
+  socket.end(
+    `HTTP/1.1 ${status} ${REASONS[status]}\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
+  );
 }
 
-function requestUrl(req: IncomingMessage): URL {
-  return new URL(req.url ?? '/', 'http://localhost');
+/** The request target as a URL, or undefined when it is not one (`//[`, say): the caller answers 400. */
+function requestUrl(req: IncomingMessage): URL | undefined {
+  return URL.parse(req.url ?? '/', 'http://localhost') ?? undefined;
 }
 
 /**
@@ -142,7 +146,12 @@ export function createApp(
     res.json({ status: 'ok' });
   });
   const requireMagicWord: RequestHandler = (req, res, next) => {
-    if (isAuthorized(config.magicWord, req.headers, requestUrl(req))) return next();
+    const url = requestUrl(req);
+    if (!url) {
+      res.status(400).json({ detail: 'bad request' });
+      return;
+    }
+    if (isAuthorized(config.magicWord, req.headers, url)) return next();
     res.status(403).json({ detail: 'forbidden' });
   };
   app.use(requireMagicWord);
@@ -274,12 +283,35 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   let accepting = true;
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Node leaves an upgraded socket without an error listener: a peer that resets it
+    // (after a refusal, say) would otherwise end the process.
+    socket.on('error', () => socket.destroy());
+    try {
+      upgrade(req, socket, head);
+    } catch (error) {
+      logger.error({ err: String(error) }, 'upgrade failed');
+      refuseUpgrade(socket, 500, 'internal error');
+    }
+  });
+
+  const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = requestUrl(req);
+    if (!url) return refuseUpgrade(socket, 400, 'bad request');
     if (url.pathname !== VISION_PATH) return refuseUpgrade(socket, 404, 'not found');
     if (!accepting) return refuseUpgrade(socket, 503, 'shutting down');
     if (!isAuthorized(config.magicWord, req.headers, url)) return refuseUpgrade(socket, 403, 'forbidden');
     const modal = modalTargetFromHeaders(req.headers);
-    const ws = acceptWebSocket(req, socket, head, { maxMessageBytes: config.vision.maxFrameBytes });
+    const ws = acceptWebSocket(req, socket, head, {
+      maxMessageBytes: config.vision.maxFrameBytes,
+      maxBufferedBytes: config.vision.maxQueuedBytes,
+      rateLimits: {
+        framesPerSecond: config.vision.maxMessagesPerSecond,
+        bytesPerSecond: config.vision.maxBytesPerSecond,
+        closeAfterMs: config.vision.rateLimitCloseMs,
+      },
+      keepAliveMs: config.vision.pingIntervalMs,
+      protocols: config.vision.subprotocols,
+    });
     if (!ws) return;
     const sessionId = randomUUID();
     if (modal.ignored) logger.warn({ sessionId }, modal.ignored);
@@ -299,7 +331,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       sockets.delete(sessionId);
       connections.delete(sessionId);
     });
-  });
+  };
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

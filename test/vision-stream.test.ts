@@ -270,7 +270,7 @@ describe('inference results ride on acks (SPEC §4)', () => {
 
 describe('slow clients and shutdown', () => {
   it('stops reading a client that reads no acks, then catches up without losing one', async () => {
-    await start();
+    await start({ VISION_MAX_MESSAGES_PER_S: '1000000' });
     const client = await connect();
     const [sessionId] = server!.connections().keys();
     const session = server!.session(sessionId!)!;

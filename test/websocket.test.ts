@@ -1,7 +1,9 @@
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
+import { createServer } from 'node:http';
 import { startServer, type RunningServer } from '../src/server.ts';
+import { acceptWebSocket } from '../src/transport/websocket.ts';
 import { testConfig } from './helpers/config.ts';
 import { frame, GlassesClient } from './helpers/ws-client.ts';
 import { closePayload, Op, rawFrame, serverFrames } from './helpers/ws-frames.ts';
@@ -98,6 +100,12 @@ describe('WebSocket handshake', () => {
     ['a malformed key', { 'Sec-WebSocket-Key': 'short' }, 'GET', 400, 'Missing or invalid Sec-WebSocket-Key header'],
     ['an unsupported version', { 'Sec-WebSocket-Version': '12' }, 'GET', 400, 'Missing or invalid Sec-WebSocket-Version header'],
     ['a method other than GET', {}, 'POST', 405, 'Invalid HTTP method'],
+    // RFC 6455 §4.1: a list of unique tokens.
+    ['subprotocols not separated by commas', { 'Sec-WebSocket-Protocol': 'chat superchat' }, 'GET', 400, 'Invalid Sec-WebSocket-Protocol header'],
+    ['a subprotocol that is not a token', { 'Sec-WebSocket-Protocol': 'ch@t' }, 'GET', 400, 'Invalid Sec-WebSocket-Protocol header'],
+    ['an empty subprotocol header', { 'Sec-WebSocket-Protocol': ' ' }, 'GET', 400, 'Invalid Sec-WebSocket-Protocol header'],
+    ['an empty subprotocol in the list', { 'Sec-WebSocket-Protocol': 'chat,,other' }, 'GET', 400, 'Invalid Sec-WebSocket-Protocol header'],
+    ['a subprotocol offered twice', { 'Sec-WebSocket-Protocol': 'chat, chat' }, 'GET', 400, 'Invalid Sec-WebSocket-Protocol header'],
   ])('refuses %s', async (_what, headers, method, status, message) => {
     const { url } = await start();
     const client = new RawClient(url, RawClient.handshake(headers, method));
@@ -108,13 +116,36 @@ describe('WebSocket handshake', () => {
     expect(rest.toString()).toBe(message);
   });
 
-  it('takes the first subprotocol the client offers', async () => {
+  it('selects no subprotocol it does not speak (none unless VISION_SUBPROTOCOLS names some)', async () => {
     const { url } = await start();
-    const ws = new WebSocket(`${url.replace('http', 'ws')}/vision/stream`, ['foresight.v1', 'other']);
-    const client = new GlassesClient(ws);
-    await client.opened;
+    const client = new RawClient(url, RawClient.handshake({ 'Sec-WebSocket-Protocol': 'foresight.v1, other' }));
+    const head = await client.response();
+    expect(head).toMatch(/^HTTP\/1\.1 101 /);
+    expect(head).not.toMatch(/sec-websocket-protocol/i);
+  });
+
+  it('selects the first offered subprotocol that VISION_SUBPROTOCOLS names', async () => {
+    server = await startServer({ config: testConfig({ VISION_SUBPROTOCOLS: 'foresight.v2, foresight.v1' }) });
+    const ws = new WebSocket(`${server.url.replace('http', 'ws')}/vision/stream`, ['other', 'foresight.v1', 'foresight.v2']);
+    const glasses = new GlassesClient(ws);
+    await glasses.opened;
     expect(ws.protocol).toBe('foresight.v1');
-    await client.close();
+    await glasses.close();
+  });
+
+  it('selects the first offered subprotocol that the server speaks', async () => {
+    const http = createServer();
+    http.on('upgrade', (req, socket, head) => {
+      socket.on('error', () => undefined);
+      acceptWebSocket(req, socket, head, { maxMessageBytes: 1024, protocols: ['v2', 'v1'] })?.start({ binary() {}, text() {}, close() {} });
+    });
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(http.address() as { port: number }).port}`;
+    const client = new RawClient(url, RawClient.handshake({ 'Sec-WebSocket-Protocol': 'v0, v1, v2' }));
+    expect((await client.response()).split('\r\n')).toContain('Sec-WebSocket-Protocol: v1');
+    client.socket.destroy();
+    http.closeAllConnections();
+    await new Promise((resolve) => http.close(resolve));
   });
 
   it('reads a frame sent in the same packet as the handshake', async () => {

@@ -33,6 +33,8 @@ export interface SessionVisionSettings {
   inferenceTimeoutMs: number;
   degradedCooldownMs: number;
   prompt: string;
+  /** A client throttled (not reading its acks) this long is asked to close with 1008; default 30 s. */
+  slowClientTimeoutMs?: number;
 }
 
 export interface SessionInput {
@@ -299,7 +301,7 @@ export const sessionMachine = setup({
     degradedCooldown: ({ context }) => context.vision.degradedCooldownMs,
     inferenceTimeout: ({ context }) => context.vision.inferenceTimeoutMs,
     // A client that reads no acks for this long while sending is closed (slow-client policy).
-    slowClientTimeout: 30_000,
+    slowClientTimeout: ({ context }) => context.vision.slowClientTimeoutMs ?? 30_000,
     closeTimeout: 5_000,
   },
 }).createMachine({

@@ -14,6 +14,7 @@ export function actorTree(s: ObserveSources) {
       id,
       state: snapshot?.value ?? null,
       frames: connection.frames(),
+      queuedBytes: connection.queuedBytes(),
       chunks: c?.chunksInferred ?? 0,
       chunksDropped: c?.chunksDropped ?? 0,
       captions: c?.captions ?? 0,

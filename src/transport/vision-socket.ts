@@ -9,14 +9,6 @@ import type { InferenceTarget } from '../adapters/inference.ts';
 import type { Logger } from '../adapters/logger.ts';
 import type { ServerWebSocket } from './websocket.ts';
 
-/**
- * Slow-client policy: when more than this many bytes of acks wait unsent, the
- * socket stops reading (TCP backpressure reaches the client) until they are
- * flushed. No frame is dropped and no ack skipped; a client that stays
- * throttled past the session's `slowClientTimeout` is closed with 1008.
- */
-export const ACK_HIGH_WATER_BYTES = 64 * 1024;
-
 /** Results finished between two acks wait here, oldest first; past this the oldest is dropped. */
 export const MAX_PENDING_RESULTS = 16;
 
@@ -28,6 +20,8 @@ export interface VisionConnection {
   finished: Promise<void>;
   /** Frames received so far (the ack counter). */
   frames(): number;
+  /** Bytes waiting to be sent to the client (see `ServerWebSocket.bufferedAmount`). */
+  queuedBytes(): number;
 }
 
 export interface VisionSocketOptions {
@@ -73,7 +67,6 @@ export function serveVisionSocket(ws: ServerWebSocket, options: VisionSocketOpti
 
   logger.debug({}, 'session opened');
   let frameCount = 0;
-  let throttled = false;
   const pending: AckFields[] = [];
 
   const finished = new Promise<void>((resolve) => {
@@ -95,17 +88,7 @@ export function serveVisionSocket(ws: ServerWebSocket, options: VisionSocketOpti
     pending.push(fields);
   });
 
-  session.on('session.close', ({ code, reason }) => {
-    ws.resume();
-    ws.close(code, reason);
-  });
-
-  const drained = () => {
-    if (!throttled) return;
-    throttled = false;
-    ws.resume();
-    session.send({ type: 'socket.drained' });
-  };
+  session.on('session.close', ({ code, reason }) => ws.close(code, reason));
 
   const onFrame = (bytes: Uint8Array) => {
     frameCount += 1;
@@ -113,17 +96,7 @@ export function serveVisionSocket(ws: ServerWebSocket, options: VisionSocketOpti
     totals.bytes += bytes.length;
     totals.acks += 1;
     const result = pending.shift();
-    const ack =
-      result === undefined ? `{"frame":${frameCount},"bytes":${bytes.length}}` : ackWith(frameCount, bytes.length, result);
-    if (!throttled && ws.bufferedAmount + ack.length > ACK_HIGH_WATER_BYTES) {
-      // The callback runs once this ack, and so every ack before it, has been flushed.
-      throttled = true;
-      ws.pause();
-      ws.send(ack, drained);
-      session.send({ type: 'socket.throttled' });
-    } else {
-      ws.send(ack);
-    }
+    ws.send(result === undefined ? `{"frame":${frameCount},"bytes":${bytes.length}}` : ackWith(frameCount, bytes.length, result));
     // The bytes are lent until the next frame arrives; the windowing keeps (takes over or copies) what it needs.
     if (bytes.length > 0) frames.next(bytes);
   };
@@ -149,7 +122,19 @@ export function serveVisionSocket(ws: ServerWebSocket, options: VisionSocketOpti
     supervisor.send({ type: 'session.close', sessionId });
   };
 
-  ws.start({ binary: onFrame, text: () => ws.send(BINARY_ONLY), close: onClose });
+  ws.start({
+    binary: onFrame,
+    text: () => ws.send(BINARY_ONLY),
+    close: onClose,
+    // Slow-client policy (SPEC §4): the socket stops reading while its queue is over the bound;
+    // a client that stays throttled past the session's `slowClientTimeout` is closed with 1008.
+    throttled: () => session.send({ type: 'socket.throttled' }),
+    drained: () => session.send({ type: 'socket.drained' }),
+    rateLimited: (closing) => {
+      if (closing) logger.warn({}, 'rate limit exceeded: closing with 1008');
+    },
+    error: (error) => logger.error({ err: String(error) }, 'message handling failed: closing with 1011'),
+  });
 
-  return { sessionId, finished, frames: () => frameCount };
+  return { sessionId, finished, frames: () => frameCount, queuedBytes: () => ws.bufferedAmount };
 }

@@ -16,7 +16,9 @@ export const CloseCode = {
   noStatus: 1005,
   abnormal: 1006,
   invalidPayload: 1007,
+  policyViolation: 1008,
   tooBig: 1009,
+  internalError: 1011,
 } as const;
 
 export interface FrameEvents {
@@ -114,6 +116,8 @@ export class FrameReader {
 
   private readonly maxMessageBytes: number;
   private readonly events: FrameEvents;
+  /** Frames read so far, control frames included: what a rate limit counts. */
+  framesRead = 0;
 
   constructor(maxMessageBytes: number, events: FrameEvents) {
     this.maxMessageBytes = maxMessageBytes;
@@ -271,6 +275,7 @@ export class FrameReader {
 
   private endFrame(): void {
     this.phase = Phase.header;
+    this.framesRead += 1;
     if (this.opcode >= Opcode.close) {
       this.endControl((this.control ?? EMPTY).subarray(0, this.payloadLength));
       return;

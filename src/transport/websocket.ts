@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { Socket, type SocketConstructorOpts } from 'node:net';
+import { connect, createServer as createNetServer, Socket, type AddressInfo, type SocketConstructorOpts } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { asciiTextFrame, closeFrame, CloseCode, FrameReader, pongFrame, textFrame } from './websocket-frames.ts';
 
@@ -23,6 +24,8 @@ import { asciiTextFrame, closeFrame, CloseCode, FrameReader, pongFrame, textFram
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const KEY_PATTERN = /^[+/0-9A-Za-z]{22}==$/;
+/** An HTTP token (RFC 9110 §5.6.2): what each offered subprotocol must be (RFC 6455 §4.1). */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /** Shared by every connection: each read is parsed to the end before the next one lands. */
 const READ_BUFFER_BYTES = 64 * 1024;
@@ -38,12 +41,43 @@ export interface WebSocketHandlers {
   text(bytes: Uint8Array): void;
   /** Once, when the connection is gone: the peer's close code, or 1006 when it closed without one. */
   close(code: number): void;
+  /** A handler threw while a read was handled: the connection is closed with 1011, the process goes on. */
+  error?(error: unknown): void;
+  /** Reading stopped because more than `maxBufferedBytes` wait to be sent to the peer. */
+  throttled?(): void;
+  /** What waited has been sent: reading goes on. */
+  drained?(): void;
+  /** The peer went over its rate: `closing` when it has stayed over it for `rateLimitCloseMs`. */
+  rateLimited?(closing: boolean): void;
+}
+
+/** Per-connection rate limits (token buckets, one second of burst); reading pauses until back under. */
+export interface RateLimits {
+  /** WebSocket frames a second, control frames included. */
+  framesPerSecond: number;
+  /** Bytes read a second, frame headers included. */
+  bytesPerSecond: number;
+  /** A peer held over its rate this long without a break is closed with 1008. */
+  closeAfterMs: number;
 }
 
 export interface WebSocketOptions {
   /** A message over this many bytes closes the connection with 1009. */
   maxMessageBytes: number;
+  /**
+   * Bytes queued for the peer (acks, replies, pongs: everything) past which the
+   * socket stops reading until they are sent; default 64 KiB. The queue then
+   * holds at most this plus what one read (64 KiB of input) makes the server say.
+   */
+  maxBufferedBytes?: number;
+  rateLimits?: RateLimits;
+  /** Subprotocols this server speaks, in its order of preference; none by default. */
+  protocols?: readonly string[];
+  /** TCP keepalive's first probe after this much idle time (0: off). */
+  keepAliveMs?: number;
   closeTimeoutMs?: number;
+  /** A monotonic clock in ms (default `performance.now`). */
+  now?: () => number;
 }
 
 type UpgradeRefusal = { status: 400 | 405; message: string };
@@ -51,6 +85,18 @@ type UpgradeRefusal = { status: 400 | 405; message: string };
 function headerValue(req: IncomingMessage, name: string): string | undefined {
   const value = req.headers[name];
   return Array.isArray(value) ? value[0] : value;
+}
+
+/**
+ * The subprotocols a client offers (RFC 6455 §4.1: unique tokens, comma
+ * separated), [] when it offers none, or undefined when the header is malformed
+ * (`chat superchat`, `ch@t`, an empty value or element, `chat, chat`).
+ */
+export function offeredProtocols(header: string | undefined): string[] | undefined {
+  if (header === undefined) return [];
+  const offered = header.split(',').map((element) => element.trim());
+  if (offered.some((element) => !TOKEN.test(element))) return undefined;
+  return new Set(offered).size === offered.length ? offered : undefined;
 }
 
 /** Why the request is not a WebSocket handshake this server can complete, if it is not. */
@@ -61,6 +107,9 @@ function upgradeRefusal(req: IncomingMessage): UpgradeRefusal | undefined {
   if (key === undefined || !KEY_PATTERN.test(key)) return { status: 400, message: 'Missing or invalid Sec-WebSocket-Key header' };
   const version = headerValue(req, 'sec-websocket-version');
   if (version !== '13' && version !== '8') return { status: 400, message: 'Missing or invalid Sec-WebSocket-Version header' };
+  if (offeredProtocols(req.headers['sec-websocket-protocol']) === undefined) {
+    return { status: 400, message: 'Invalid Sec-WebSocket-Protocol header' };
+  }
   return undefined;
 }
 
@@ -71,6 +120,48 @@ function refuse(socket: Duplex, { status, message }: UpgradeRefusal): void {
     `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain\r\n${extra}` +
       `Content-Length: ${Buffer.byteLength(message)}\r\n\r\n${message}`,
   );
+}
+
+/** The OS handle of a socket, which `ServerWebSocket` takes over (a Node internal: see `canTakeOverHandles`). */
+export type HandleOf = (socket: Socket) => unknown;
+export const socketHandle: HandleOf = (socket) => (socket as Socket & { _handle?: unknown })._handle;
+
+/**
+ * Whether this Node can hand a connection's handle to a new `net.Socket` that
+ * reads into a buffer of ours (`_handle` and `onread`, internals this
+ * transport relies on). Checked once at start over a loopback connection; the
+ * server refuses to start without it.
+ */
+export async function canTakeOverHandles(handleOf: HandleOf = socketHandle): Promise<boolean> {
+  const listener = createNetServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      listener.listen(0, '127.0.0.1', () => resolve());
+    });
+    const { port } = listener.address() as AddressInfo;
+    const accepted = new Promise<Socket>((resolve) => listener.once('connection', resolve));
+    const client = connect(port, '127.0.0.1');
+    client.on('error', () => undefined);
+    const socket = await accepted;
+    try {
+      const handle = handleOf(socket);
+      if (!handle) return false;
+      (socket as Socket & { _handle: unknown })._handle = null;
+      socket.destroy();
+      const taken = new Socket({ handle, onread: { buffer: Buffer.alloc(16), callback: () => true } } as SocketConstructorOpts);
+      const works = typeof (taken as Socket & { _handle?: unknown })._handle === 'object';
+      taken.destroy();
+      return works;
+    } finally {
+      socket.destroy();
+      client.destroy();
+    }
+  } catch {
+    return false;
+  } finally {
+    listener.close();
+  }
 }
 
 /**
@@ -89,7 +180,7 @@ export function acceptWebSocket(
     refuse(socket, refusal);
     return undefined;
   }
-  const handle = (socket as Socket & { _handle?: unknown })._handle;
+  const handle = socket instanceof Socket ? socketHandle(socket) : undefined;
   if (!(socket instanceof Socket) || !handle) {
     socket.destroy();
     return undefined;
@@ -97,8 +188,9 @@ export function acceptWebSocket(
   const accept = createHash('sha1')
     .update(headerValue(req, 'sec-websocket-key') + GUID)
     .digest('base64');
-  // Like common servers, take the client's first subprotocol, if it offered any.
-  const protocol = headerValue(req, 'sec-websocket-protocol')?.split(',')[0]?.trim();
+  // The first protocol the client offers that this server speaks, if any (RFC 6455 §4.2.2).
+  const offered = offeredProtocols(req.headers['sec-websocket-protocol']) ?? [];
+  const protocol = offered.find((p) => options.protocols?.includes(p));
   const response =
     'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
     `Sec-WebSocket-Accept: ${accept}\r\n${protocol ? `Sec-WebSocket-Protocol: ${protocol}\r\n` : ''}\r\n`;
@@ -108,6 +200,12 @@ export function acceptWebSocket(
 /**
  * One accepted connection. It takes the socket's handle over from the HTTP
  * server's socket object (which lets go of it) and reads into the shared buffer.
+ *
+ * Everything the server queues for the peer counts against one bound
+ * (`maxBufferedBytes`), whatever the message: acks, error replies, pongs. Past
+ * it the socket stops reading, so TCP backpressure reaches a peer that sends
+ * without reading, until the queue has drained. Rate limits pause reading the
+ * same way (see `RateLimits`).
  */
 export class ServerWebSocket {
   private socket: Socket | undefined;
@@ -122,16 +220,45 @@ export class ServerWebSocket {
   private closeTimer: NodeJS.Timeout | undefined;
   private finished = false;
   private readonly closeTimeoutMs: number;
+  private readonly maxBufferedBytes: number;
+  private readonly limits: RateLimits | undefined;
+  private readonly keepAliveMs: number;
+  private readonly now: () => number;
   /** The HTTP server's socket object, until `start` takes its handle over. */
   private upgraded: Socket | undefined;
   private head: Buffer;
   private readonly response: string;
+
+  // Why reading is paused: the handler asked, the queue is over its bound, the peer is over its rate.
+  private pausedByHandler = false;
+  private backpressure = false;
+  private rateLimited = false;
+  private readPaused = false;
+  // Token buckets (may run negative: the debt is waited out before reading again).
+  private frameCredit = 0;
+  private byteCredit = 0;
+  private creditAt = 0;
+  private framesCounted = 0;
+  private limitedSince: number | null = null;
+  private rateTimer: NodeJS.Timeout | undefined;
+  /** When anything last arrived from the peer (monotonic ms): what the heartbeat checks. */
+  lastHeardAt: number;
 
   constructor(upgraded: Socket, head: Buffer, response: string, options: WebSocketOptions) {
     this.upgraded = upgraded;
     this.head = head;
     this.response = response;
     this.closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+    this.maxBufferedBytes = options.maxBufferedBytes ?? 64 * 1024;
+    this.limits = options.rateLimits;
+    this.keepAliveMs = options.keepAliveMs ?? 0;
+    this.now = options.now ?? (() => performance.now());
+    this.lastHeardAt = this.now();
+    if (this.limits) {
+      this.frameCredit = this.limits.framesPerSecond;
+      this.byteCredit = this.limits.bytesPerSecond;
+      this.creditAt = this.lastHeardAt;
+    }
     this.reader = new FrameReader(options.maxMessageBytes, {
       binary: (bytes) => {
         if (!this.closeSent) this.handlers?.binary(bytes);
@@ -139,8 +266,9 @@ export class ServerWebSocket {
       text: (bytes) => {
         if (!this.closeSent) this.handlers?.text(bytes);
       },
+      // A pong joins the acks of the read, as latin1 like them (one byte a char).
       ping: (payload) => {
-        if (!this.closeSent) this.write(pongFrame(payload));
+        if (!this.closeSent) this.batch += pongFrame(payload).toString('latin1');
       },
       close: (code, reason) => {
         this.closeCode = code;
@@ -183,8 +311,10 @@ export class ServerWebSocket {
     } as SocketConstructorOpts);
     this.socket = socket;
     socket.setNoDelay(true);
+    if (this.keepAliveMs > 0) socket.setKeepAlive(true, this.keepAliveMs);
     socket.on('error', () => socket.destroy());
     socket.on('close', () => this.onSocketClose());
+    socket.on('drain', () => this.onDrain());
     socket.write(this.response, 'latin1');
     const head = early ? Buffer.concat([this.head, early]) : this.head;
     this.head = Buffer.alloc(0);
@@ -203,13 +333,20 @@ export class ServerWebSocket {
     if (!this.inRead) this.flush();
   }
 
+  /** A ping with an empty payload (the heartbeat's). */
+  ping(): void {
+    if (!this.closeSent) this.write(PING);
+  }
+
   /** Stops reading: TCP backpressure reaches the client. */
   pause(): void {
-    this.socket?.pause();
+    this.pausedByHandler = true;
+    this.updateReading();
   }
 
   resume(): void {
-    this.socket?.resume();
+    this.pausedByHandler = false;
+    this.updateReading();
   }
 
   /** Starts the closing handshake; the socket is cut if the peer does not answer in time. */
@@ -217,7 +354,12 @@ export class ServerWebSocket {
     if (this.closeSent || !this.socket) return;
     this.flush();
     this.closeSent = true;
-    this.socket.resume();
+    // Read on (whatever paused it) so the peer's close frame arrives.
+    this.pausedByHandler = false;
+    this.rateLimited = false;
+    this.backpressure = false;
+    clearTimeout(this.rateTimer);
+    this.updateReading();
     this.socket.write(closeFrame(code, reason));
     this.closeTimer = setTimeout(() => this.terminate(), this.closeTimeoutMs);
     this.closeTimer.unref();
@@ -228,20 +370,104 @@ export class ServerWebSocket {
     this.socket?.destroy();
   }
 
-  /** Always goes on reading; a handler that wants a pause calls `pause`. */
+  /** Always goes on reading; `updateReading` pauses the socket when it must. */
   private onRead(bytes: number): boolean {
     this.handleRead(readBuffer, bytes);
     return true;
   }
 
   private handleRead(data: Buffer, length: number): void {
+    this.lastHeardAt = this.now();
     this.inRead = true;
     try {
       this.reader.feed(data, 0, length);
+    } catch (error) {
+      // Whatever a message leads to, it never escapes the socket's callback and ends the process.
+      this.handlers?.error?.(error);
+      this.close(CloseCode.internalError);
+      this.socket?.end();
     } finally {
       this.inRead = false;
       this.flush();
     }
+    if (this.closeSent) return;
+    if (this.limits) this.spendCredit(length);
+    // Past the socket's own high-water mark a write has returned false, so 'drain' will come.
+    if (!this.backpressure && this.bufferedAmount > this.maxBufferedBytes && this.socket?.writableNeedDrain) {
+      this.backpressure = true;
+      this.updateReading();
+      this.handlers?.throttled?.();
+    }
+  }
+
+  /** Takes what the read cost from the buckets; over the rate, pauses until the debt is paid. */
+  private spendCredit(bytes: number): void {
+    const frames = this.reader.framesRead - this.framesCounted;
+    this.framesCounted = this.reader.framesRead;
+    this.refill();
+    this.frameCredit -= frames;
+    this.byteCredit -= bytes;
+    this.checkRate();
+  }
+
+  private refill(): void {
+    const limits = this.limits as RateLimits;
+    const now = this.now();
+    const elapsed = (now - this.creditAt) / 1000;
+    this.creditAt = now;
+    this.frameCredit = Math.min(limits.framesPerSecond, this.frameCredit + elapsed * limits.framesPerSecond);
+    this.byteCredit = Math.min(limits.bytesPerSecond, this.byteCredit + elapsed * limits.bytesPerSecond);
+  }
+
+  /**
+   * Under the rate: read on. Over it: pause until the debt is paid, or close
+   * with 1008 once the peer has been over it for `closeAfterMs` without a break.
+   */
+  private checkRate(): void {
+    const limits = this.limits as RateLimits;
+    const now = this.creditAt;
+    if (this.frameCredit >= 0 && this.byteCredit >= 0) {
+      this.limitedSince = null;
+      if (this.rateLimited) {
+        this.rateLimited = false;
+        this.updateReading();
+      }
+      return;
+    }
+    this.limitedSince ??= now;
+    const closing = now - this.limitedSince >= limits.closeAfterMs;
+    this.handlers?.rateLimited?.(closing);
+    if (closing) {
+      this.close(CloseCode.policyViolation, 'rate limit exceeded');
+      return;
+    }
+    const debtMs = Math.max(-this.frameCredit / limits.framesPerSecond, -this.byteCredit / limits.bytesPerSecond) * 1000;
+    const waitMs = Math.min(debtMs, this.limitedSince + limits.closeAfterMs - now);
+    if (!this.rateLimited) {
+      this.rateLimited = true;
+      this.updateReading();
+    }
+    clearTimeout(this.rateTimer);
+    this.rateTimer = setTimeout(() => {
+      this.refill();
+      this.checkRate();
+    }, Math.max(1, Math.ceil(waitMs)));
+    this.rateTimer.unref();
+  }
+
+  private onDrain(): void {
+    if (!this.backpressure || this.bufferedAmount > 0) return;
+    this.backpressure = false;
+    this.updateReading();
+    this.handlers?.drained?.();
+  }
+
+  private updateReading(): void {
+    const paused = this.pausedByHandler || this.backpressure || this.rateLimited;
+    if (paused === this.readPaused || !this.socket) return;
+    this.readPaused = paused;
+    if (paused) this.socket.pause();
+    else this.socket.resume();
   }
 
   private flush(): void {
@@ -264,7 +490,10 @@ export class ServerWebSocket {
     if (this.finished) return;
     this.finished = true;
     clearTimeout(this.closeTimer);
+    clearTimeout(this.rateTimer);
     this.handlers?.close(this.closeCode);
     this.reader.dispose();
   }
 }
+
+const PING = Buffer.from([0x89, 0x00]);
