@@ -40,7 +40,7 @@ import {
   type UploadAnswer,
 } from './schemas/uploads.ts';
 import { serveVisionSocket, type VisionConnection } from './transport/vision-socket.ts';
-import { acceptWebSocket, type ServerWebSocket } from './transport/websocket.ts';
+import { acceptWebSocket, startHeartbeat, type ServerWebSocket } from './transport/websocket.ts';
 
 type Clock = NonNullable<ActorOptions<AnyActorLogic>['clock']>;
 
@@ -340,6 +340,10 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       resolve();
     });
   });
+  const stopHeartbeat = startHeartbeat(() => sockets.values(), {
+    intervalMs: config.vision.pingIntervalMs,
+    timeoutMs: config.vision.peerTimeoutMs,
+  });
   const { port } = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
@@ -348,8 +352,9 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   let closing: Promise<void> | undefined;
   const close = (deadlineMs = 8_000): Promise<void> => {
     closing ??= (async () => {
-      const started = Date.now();
+      const started = performance.now();
       accepting = false;
+      stopHeartbeat();
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       supervisor.send({ type: 'shutdown' });
       for (const ws of sockets.values()) ws.close(1001, 'server shutting down');
@@ -368,7 +373,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       clearTimeout(cut);
       if (timedOut) logger.warn({ open: connections.size }, 'shutdown deadline passed with sessions still closing');
       supervisor.stop();
-      const unflushed = await captionSink.flush(Math.max(500, deadlineMs - (Date.now() - started)));
+      const unflushed = await captionSink.flush(Math.max(500, deadlineMs - (performance.now() - started)));
       if (unflushed > 0) logger.error({ unflushed, ...captionSink.stats() }, 'captions not written before shutdown');
       await workerWriter?.close();
       if (!deps.inference) await inference.close?.();

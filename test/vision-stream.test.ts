@@ -268,6 +268,30 @@ describe('inference results ride on acks (SPEC §4)', () => {
   });
 });
 
+describe('clocks (finding 11)', () => {
+  it('keeps captions coming when the wall clock steps back an hour', async () => {
+    const inference = new FakeInference({ auto: () => undefined });
+    await start({ VISION_CHUNK_SECONDS: '0.2' }, inference);
+    const client = await connect();
+    const wall = Date.now;
+    const stepped = wall() - 3_600_000;
+    try {
+      client.send(frame(10));
+      await client.untilAcks(1);
+      // NTP (or a VM resume) sets the clock an hour back: every duration must ignore it.
+      vi.spyOn(Date, 'now').mockImplementation(() => stepped + (performance.now() % 1e9));
+      // Within 1 s of frames (the span is 0.2 s, the first window up to twice that), a caption rides on an ack.
+      for (let i = 0; i < 20 && !client.acks.some((a) => a.caption !== undefined); i++) {
+        client.send(frame(10));
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(client.acks.some((a) => a.caption !== undefined)).toBe(true);
+    } finally {
+      vi.restoreAllMocks();
+    }
+  });
+});
+
 describe('slow clients and shutdown', () => {
   it('stops reading a client that reads no acks, then catches up without losing one', async () => {
     await start({ VISION_MAX_MESSAGES_PER_S: '1000000' });

@@ -281,9 +281,10 @@ export const tickerMachine = setup({
   actors: { tick: tickMachine },
   actions: {
     countSkipped: assign({ skippedOverlaps: ({ context }) => context.skippedOverlaps + 1 }),
-    startTick: assign({ tickStartedAt: ({ context }) => context.now() }),
+    // Durations on a monotonic clock; `now` (the wall clock) is for the stored times.
+    startTick: assign({ tickStartedAt: () => performance.now() }),
     keepOutcome: assign({
-      lastTickMs: ({ context }) => context.now() - context.tickStartedAt,
+      lastTickMs: ({ context }) => Math.round(performance.now() - context.tickStartedAt),
       decisions: ({ context }, params: { outcome: TickOutcome }) =>
         params.outcome.status === 'recorded'
           ? { ...context.decisions, [params.outcome.decision]: context.decisions[params.outcome.decision] + 1 }

@@ -9,7 +9,7 @@ import {
   type InferenceTarget,
   type OpenRequest,
 } from '../adapters/inference.ts';
-import { windowFrames } from '../streams/window-frames.ts';
+import { monotonicScheduler, windowFrames } from '../streams/window-frames.ts';
 import { releaseFrames } from '../streams/frame-copies.ts';
 import { atOnce, type Defer } from '../streams/turns.ts';
 
@@ -179,6 +179,8 @@ export const windowFramesActor = (defer: Defer = atOnce) =>
         maxWindowFrames: input.vision.maxBufferFrames,
         alignMs: dispatchAlignMs(input.vision.chunkMs),
         defer,
+        // Durations on a monotonic clock: a wall-clock step back would hold captions for as long.
+        scheduler: monotonicScheduler,
         ...(input.firstWindowDelayMs ? { firstWindowDelayMs: input.firstWindowDelayMs } : {}),
         ready$: input.ready$,
         windowIdPrefix: input.windowIdPrefix,

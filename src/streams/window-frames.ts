@@ -4,6 +4,16 @@ import { EvenSampler, type SampleOwnership } from './even-sampler.ts';
 import { pooledFrames } from './frame-copies.ts';
 import { atOnce, type Defer } from './turns.ts';
 
+/**
+ * The async scheduler on a monotonic clock (`performance.now`): a wall-clock
+ * step (NTP, a VM resume) does not move due times. Timers are relative
+ * (setTimeout), so only `now` differs from RxJS's `asyncScheduler`.
+ */
+export const monotonicScheduler: SchedulerLike = {
+  now: () => performance.now(),
+  schedule: asyncScheduler.schedule.bind(asyncScheduler) as SchedulerLike['schedule'],
+};
+
 export interface WindowFramesOptions {
   /** Minimum age of a window, from its first frame, before it is dispatched. */
   spanMs: number;
@@ -43,6 +53,10 @@ export interface WindowFramesOptions {
   windowIdPrefix: string;
   /** How kept frames are held; by default in the frame pool, handed back when dropped (`frame-copies.ts`). */
   ownership?: SampleOwnership<Uint8Array>;
+  /**
+   * Whose clock and timers (default RxJS's `asyncScheduler`, which marble tests
+   * drive in virtual time); the session passes `monotonicScheduler`.
+   */
   scheduler?: SchedulerLike;
 }
 

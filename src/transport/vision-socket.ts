@@ -51,7 +51,9 @@ function ackWith(frame: number, bytes: number, fields: AckFields): string {
 export function serveVisionSocket(ws: ServerWebSocket, options: VisionSocketOptions): VisionConnection {
   const { supervisor, sessionId, vision, captions, logger } = options;
   const { totals, metrics } = options.observe;
+  // Wall clock for the stored caption times; the monotonic clock for how long the session lasted.
   const openedAt = Date.now();
+  const openedAtMono = performance.now();
   const frames = new Subject<Uint8Array>();
   supervisor.send({
     type: 'session.open',
@@ -103,7 +105,7 @@ export function serveVisionSocket(ws: ServerWebSocket, options: VisionSocketOpti
 
   const onClose = (code: number) => {
     const { context } = session.getSnapshot();
-    const seconds = (Date.now() - openedAt) / 1000;
+    const seconds = (performance.now() - openedAtMono) / 1000;
     logger.info(
       {
         code,

@@ -243,6 +243,7 @@ export class ServerWebSocket {
   private rateTimer: NodeJS.Timeout | undefined;
   /** When anything last arrived from the peer (monotonic ms): what the heartbeat checks. */
   lastHeardAt: number;
+  private lastPingAt: number;
 
   constructor(upgraded: Socket, head: Buffer, response: string, options: WebSocketOptions) {
     this.upgraded = upgraded;
@@ -254,6 +255,7 @@ export class ServerWebSocket {
     this.keepAliveMs = options.keepAliveMs ?? 0;
     this.now = options.now ?? (() => performance.now());
     this.lastHeardAt = this.now();
+    this.lastPingAt = this.lastHeardAt;
     if (this.limits) {
       this.frameCredit = this.limits.framesPerSecond;
       this.byteCredit = this.limits.bytesPerSecond;
@@ -333,9 +335,22 @@ export class ServerWebSocket {
     if (!this.inRead) this.flush();
   }
 
-  /** A ping with an empty payload (the heartbeat's). */
-  ping(): void {
-    if (!this.closeSent) this.write(PING);
+  /**
+   * One heartbeat check (see `startHeartbeat`): a peer from which nothing has
+   * arrived for `timeoutMs` is cut (its session closes as on any disconnect);
+   * else it gets a ping when `intervalMs` have passed since the last one.
+   * Returns false when the peer was cut.
+   */
+  heartbeat(now: number, intervalMs: number, timeoutMs: number): boolean {
+    if (now - this.lastHeardAt >= timeoutMs) {
+      this.terminate();
+      return false;
+    }
+    if (now - this.lastPingAt >= intervalMs && !this.closeSent) {
+      this.lastPingAt = now;
+      this.write(PING);
+    }
+    return true;
   }
 
   /** Stops reading: TCP backpressure reaches the client. */
@@ -497,3 +512,27 @@ export class ServerWebSocket {
 }
 
 const PING = Buffer.from([0x89, 0x00]);
+
+export interface HeartbeatOptions {
+  /** Each connection is pinged this often. */
+  intervalMs: number;
+  /** A connection from which nothing (pong, frame, anything) arrived for this long is cut. */
+  timeoutMs: number;
+  /** A monotonic clock in ms (default `performance.now`). */
+  now?: () => number;
+}
+
+/**
+ * Pings every connection every `intervalMs` and cuts the ones silent for
+ * `timeoutMs` (a dead peer sends no FIN or RST: nothing else would notice it).
+ * One timer for all connections, checking at least once a second. Returns a stop function.
+ */
+export function startHeartbeat(connections: () => Iterable<ServerWebSocket>, options: HeartbeatOptions): () => void {
+  const now = options.now ?? (() => performance.now());
+  const timer = setInterval(() => {
+    const at = now();
+    for (const ws of connections()) ws.heartbeat(at, options.intervalMs, options.timeoutMs);
+  }, Math.max(10, Math.min(1_000, options.intervalMs, options.timeoutMs / 3)));
+  timer.unref();
+  return () => clearInterval(timer);
+}
