@@ -2,6 +2,8 @@
 FROM node:22-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
+# npm ci's postinstall applies patches/ (patch-package) to the installed dependencies.
+COPY patches ./patches
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
@@ -12,6 +14,7 @@ FROM node:22-slim
 ENV NODE_ENV=production PORT=8080 HOST=0.0.0.0 DATABASE_PATH=/app/data/foresight.db
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY patches ./patches
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force \
   && mkdir -p /app/data && chown node:node /app/data
 COPY --from=build /app/dist ./dist

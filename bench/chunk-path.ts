@@ -13,7 +13,7 @@ import { Subject } from 'rxjs';
 import { createActor } from 'xstate';
 import { loadConfig } from '../src/config.ts';
 import { sessionActors, sessionMachine } from '../src/machines/session.ts';
-import { sessionSystemId, supervisorMachine, type SessionRef } from '../src/machines/supervisor.ts';
+import { sessionSystemId, supervisorWith, type SessionRef } from '../src/machines/supervisor.ts';
 import { TurnQueue } from '../src/streams/turns.ts';
 import { fixedLatencyInference } from './fixed-latency-inference.ts';
 
@@ -26,7 +26,7 @@ const model = fixedLatencyInference(0, { chunks: 0, frames: 0, bytes: 0, framesS
 const config = loadConfig({ ...process.env, DATABASE_PATH: ':memory:' });
 const vision = { ...config.vision, chunkMs: 0 };
 const supervisor = createActor(
-  supervisorMachine.provide({ actors: { session: sessionMachine.provide({ actors: sessionActors(model, new TurnQueue().defer) }) } }),
+  supervisorWith({ session: sessionMachine.provide({ actors: sessionActors(model, new TurnQueue().defer) }) }),
   { input: { ticker: { enabled: false, periodMs: 60_000, nudgeCooldownMs: 0 } } },
 ).start();
 

@@ -5,7 +5,7 @@
  *
  *   --rounds N   repeats of (a), (b) and (c) per server, alternating the order (medians are reported); default 3
  *   --quick      shorter runs, for a smoke check
- *   --only abcd  run only the named scenarios
+ *   --only abcdef  run only the named scenarios (default all)
  *   --warmup S   seconds of load before (b) and (c) start measuring; default 2.
  *                Longer runs measure a server whose JIT has settled.
  */
@@ -23,7 +23,7 @@ const quick = args.includes('--quick');
 const roundsArg = args.indexOf('--rounds');
 const rounds = roundsArg >= 0 ? Number(args[roundsArg + 1]) : undefined;
 const onlyArg = args.indexOf('--only');
-const only = onlyArg >= 0 ? (args[onlyArg + 1] ?? '') : 'abcd';
+const only = onlyArg >= 0 ? (args[onlyArg + 1] ?? '') : 'abcdef';
 const warmupArg = args.indexOf('--warmup');
 const pacedWarmupMs = warmupArg >= 0 ? Number(args[warmupArg + 1]) * 1000 : 2_000;
 if (!Number.isFinite(pacedWarmupMs) || pacedWarmupMs < 0) throw new Error('--warmup takes a number of seconds');
@@ -31,14 +31,16 @@ const pin = existsSync('/usr/bin/taskset') || existsSync('/bin/taskset');
 const CLK_TCK = 100;
 const KiB = 1024;
 
-function forkPinned(script: string, argv: string[], core: number, execArgv: string[] = []): ChildProcess {
+function forkPinned(script: string, argv: string[], core: number, execArgv: string[] = [], env: Record<string, string> = {}): ChildProcess {
   const modulePath = join(here, script);
-  if (!pin) return fork(modulePath, argv, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const options = { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] as const, env: { ...process.env, ...env } };
+  if (!pin) return fork(modulePath, argv, { execArgv, ...options, stdio: [...options.stdio] });
   // taskset execs node; fork's IPC channel survives the exec.
   return fork(modulePath, argv, {
     execPath: 'taskset',
     execArgv: ['-c', String(core), process.execPath, ...execArgv],
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    ...options,
+    stdio: [...options.stdio],
   });
 }
 
@@ -78,12 +80,12 @@ class ServerProcess {
     this.url = url;
   }
 
-  static async start(kind: ServerKind): Promise<ServerProcess> {
+  static async start(kind: ServerKind, env: Record<string, string> = {}): Promise<ServerProcess> {
     const words = (v: string | undefined) => v?.split(' ').filter(Boolean) ?? [];
     // BENCH_SERVER_ARGS: Node flags for both servers; BENCH_FORESIGHT_ARGS: for this server only.
     // This server runs with its production flags; the bare one with Node's defaults.
     const own = kind === 'foresight' ? [...SERVER_NODE_FLAGS, ...words(process.env.BENCH_FORESIGHT_ARGS)] : ['--disable-warning=ExperimentalWarning'];
-    const child = forkPinned('servers.js', [kind], 1, ['--expose-gc', ...own, ...words(process.env.BENCH_SERVER_ARGS)]);
+    const child = forkPinned('servers.js', [kind], 1, ['--expose-gc', ...own, ...words(process.env.BENCH_SERVER_ARGS)], env);
     const url = await nextMessage(child, (m) => (typeof m.ready === 'string' ? m.ready : undefined));
     return new ServerProcess(child, url);
   }
@@ -118,23 +120,33 @@ interface Measured {
   userCpuPercent: number;
   memoryPerSessionKiB: number;
   memory: Memory;
+  /** At the `start` phase (after a full collection), before the loop-delay window opens. */
+  atStart: Memory | undefined;
 }
 
-/** Runs one scenario against a fresh server process and measures it. */
-async function measure(kind: ServerKind, scenario: (url: string) => Scenario, sessions: number): Promise<Measured> {
-  const server = await ServerProcess.start(kind);
+/**
+ * Runs one scenario against a fresh server process and measures it. `env`
+ * goes to the server (the flood scenario runs it with the default rate limits).
+ */
+async function measure(kind: ServerKind, scenario: (url: string) => Scenario, sessions: number, env: Record<string, string> = {}): Promise<Measured> {
+  const server = await ServerProcess.start(kind, env);
   try {
     const baseline = await server.memory();
-    const load = forkPinned('load.js', [JSON.stringify(scenario(server.url))], 0);
+    const planned = scenario(server.url);
+    const scenarioKind = planned.kind;
+    const load = forkPinned('load.js', [JSON.stringify(planned)], 0);
     let cpuStart = { user: 0, system: 0 };
     let wallStart = 0;
     let cpuPercent = 0;
     let userCpuPercent = 0;
     let loaded: Memory | undefined;
+    let atStart: Memory | undefined;
     load.on('message', (m: { phase?: string }) => {
       if (m.phase === undefined) return;
       void (async () => {
         if (m.phase === 'start') {
+          // A full collection here would land in the measured window of the other scenarios.
+          if (scenarioKind === 'flood') atStart = await server.memory();
           server.child.send('loop-reset');
           cpuStart = server.cpuSeconds();
           wallStart = performance.now();
@@ -156,6 +168,7 @@ async function measure(kind: ServerKind, scenario: (url: string) => Scenario, se
       cpuPercent,
       userCpuPercent,
       memory,
+      atStart,
       memoryPerSessionKiB: (memory.rss - baseline.rss) / sessions / KiB,
     };
   } finally {
@@ -278,6 +291,40 @@ if (only.includes('d')) {
   rows.push({ metric: '(d) 30 fps×40 KiB, frames per chunk to inference', foresight: framesPerChunk, bare: stats.framesSeen / stats.chunks, unit: 'frames', goal: '≤ 6 (bare column: every frame)', pass: framesPerChunk <= 6 });
   rows.push({ metric: '(d) bytes per chunk to inference', foresight: sampledPerChunk / KiB, bare: everyPerChunk / KiB, unit: 'KiB', goal: '≈ 1/5 of every frame', pass: sampledPerChunk * 4 <= everyPerChunk });
   log('(d) done');
+}
+
+// (e) mass close: 5000 sessions closed at once while a live session streams.
+if (only.includes('e')) {
+  const sessions = quick ? 1000 : 5000;
+  const e = await rounds_(rounds ?? 3, (kind) =>
+    measure(kind, (url) => ({ kind: 'massClose', url, sessions, warmupMs: quick ? 1_000 : 3_000, beforeMs: 2_000, afterMs: 3_000 }), sessions),
+  );
+  const stall = (m: Measured) => m.memory.loop.max;
+  const p99 = (m: Measured) => m.result.during!.p99;
+  const fStall = median(e.foresight.map(stall));
+  rows.push({ metric: `(e) ${sessions} sessions closed at once, longest event-loop stall`, foresight: fStall, bare: median(e.bare.map(stall)), unit: 'ms', goal: '≤ 100 ms', pass: fStall <= 100 });
+  rows.push({ metric: '(e) live session ack p99 while they close', foresight: median(e.foresight.map(p99)), bare: median(e.bare.map(p99)), unit: 'ms', goal: '—', pass: true });
+  rows.push({ metric: '(e) live session ack p99 before', foresight: median(e.foresight.map((m) => m.result.before!.p99)), bare: median(e.bare.map((m) => m.result.before!.p99)), unit: 'ms', goal: '—', pass: true });
+  rows.push({ metric: '(e) all closed on the client side after', foresight: median(e.foresight.map((m) => m.result.closedMs!)), bare: median(e.bare.map((m) => m.result.closedMs!)), unit: 'ms', goal: '—', pass: true });
+  log('(e) done');
+}
+
+// (f) flood: one client sending 1-byte frames without reading, next to a 30 fps neighbour.
+// This server runs with its default rate limits here.
+if (only.includes('f')) {
+  const f = await rounds_(rounds ?? 3, (kind) =>
+    measure(kind, (url) => ({ kind: 'flood', url, warmupMs: 1_000, aloneMs: quick ? 3_000 : 8_000, floodMs: quick ? 3_000 : 8_000 }), 1, {
+      BENCH_RATE_LIMITS: 'default',
+    }),
+  );
+  const growthMiB = (m: Measured) => (m.memory.rss - (m.atStart?.rss ?? m.memory.rss)) / KiB / KiB;
+  const fGrowth = median(f.foresight.map(growthMiB));
+  rows.push({ metric: '(f) flood: server RSS growth', foresight: fGrowth, bare: median(f.bare.map(growthMiB)), unit: 'MiB', goal: '≤ 8 MiB', pass: fGrowth <= 8 });
+  const alone = median(f.foresight.map((m) => m.result.before!.p99));
+  const during = median(f.foresight.map((m) => m.result.during!.p99));
+  rows.push({ metric: '(f) neighbour ack p99 alone', foresight: alone, bare: median(f.bare.map((m) => m.result.before!.p99)), unit: 'ms', goal: '—', pass: true });
+  rows.push({ metric: '(f) neighbour ack p99 next to the flood', foresight: during, bare: median(f.bare.map((m) => m.result.during!.p99)), unit: 'ms', goal: '≤ 2 × alone', pass: during <= 2 * alone });
+  log('(f) done');
 }
 
 log('');

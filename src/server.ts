@@ -25,7 +25,7 @@ import { TurnQueue } from './streams/turns.ts';
 import { tickerWith, type NudgeSender } from './machines/intervention.ts';
 import { pokeSenderWith, type PokeSenderInput } from './machines/poke.ts';
 import { err, ok } from './result.ts';
-import { sessionSystemId, supervisorMachine, type SessionRef } from './machines/supervisor.ts';
+import { sessionSystemId, supervisorMachine, supervisorWith, type SessionRef } from './machines/supervisor.ts';
 import { ServerMetrics, type StreamTotals } from './metrics.ts';
 import { debugActorsRoute } from './routes/observe.ts';
 import { pokeRequests, pokeRoute, type PokeRequests } from './routes/poke.ts';
@@ -203,7 +203,11 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     });
   // One queue for the chunk work of every session: one task per event-loop turn (streams/turns.ts).
   const chunkQueue = new TurnQueue();
-  const session = (deps.session ?? sessionMachine).provide({ actors: sessionActors(inference, chunkQueue.defer) });
+  // Sessions that close together (a redeploy, a network cut) are torn down one per turn too.
+  const closeQueue = new TurnQueue();
+  const session = (deps.session ?? sessionMachine).provide({
+    actors: sessionActors(inference, chunkQueue.defer, closeQueue.defer),
+  });
   const pokeClient = deps.pokeClient ?? createPokeClient({ url: config.poke.url });
   const store = deps.store ?? openSqliteStore({ path: config.databasePath });
   const workerWriter =
@@ -248,7 +252,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       : undefined;
   if (inspection?.url) logger.info({ url: inspection.url }, 'Stately inspector: open this URL');
   const supervisor = createActor(
-    supervisorMachine.provide({ actors: { session, pokeSender: pokeSenderWith(pokeClient), ticker } }),
+    supervisorWith({ session, pokeSender: pokeSenderWith(pokeClient), ticker }),
     {
       ...(inspection ? { inspect: inspection.inspect } : {}),
       input: {
@@ -311,6 +315,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       },
       keepAliveMs: config.vision.pingIntervalMs,
       protocols: config.vision.subprotocols,
+      deferClose: closeQueue.defer,
     });
     if (!ws) return;
     const sessionId = randomUUID();
@@ -322,6 +327,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       firstWindowDelayMs: firstWindowDelay(vision.chunkMs),
       ...(modal.target ? { inferenceTarget: modal.target } : {}),
       captions: captionSink,
+      deferClose: closeQueue.defer,
       observe: { totals, metrics },
       logger: logger.child({ sessionId }),
     });

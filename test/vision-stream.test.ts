@@ -192,7 +192,9 @@ describe('inference results ride on acks (SPEC §4)', () => {
 
   it('lets a session\'s first window run longer by the delay the server draws for it', async () => {
     const inference = new FakeInference();
-    server = await startServer({ config: testConfig(IMMEDIATE), inference, firstWindowDelayMs: () => 300 });
+    // Frames go as fast as acks come back: far over the default rate limit, which is not what this is about.
+    const unlimited = { ...IMMEDIATE, VISION_MAX_MESSAGES_PER_S: '1000000' };
+    server = await startServer({ config: testConfig(unlimited), inference, firstWindowDelayMs: () => 300 });
     const client = await connect();
     // Frames keep coming, one per ack, until the first chunk goes out (the test's timeout bounds this).
     for (let i = 1; inference.calls.length === 0; i++) {
@@ -239,7 +241,10 @@ describe('inference results ride on acks (SPEC §4)', () => {
     expect(call.signal.aborted).toBe(true);
     expect(inference.closed).toEqual([call.sessionId]);
     await expect.poll(() => server!.connections().size).toBe(0);
-    expect(Object.keys(server!.supervisor.getSnapshot().children).sort()).toEqual(['interventionTicker', 'pokeSender']);
+    // The session is gone from its group; the supervisor's own children remain.
+    const children = server!.supervisor.getSnapshot().children as Record<string, { getSnapshot(): { children: object } }>;
+    expect(Object.keys(children).filter((id) => !id.startsWith('sessions-')).sort()).toEqual(['interventionTicker', 'pokeSender']);
+    expect(Object.entries(children).filter(([id, group]) => id.startsWith('sessions-') && Object.keys(group.getSnapshot().children).length > 0)).toEqual([]);
   });
 
   it('runs without credentials as a degraded no-op that only acks', async () => {

@@ -156,9 +156,16 @@ export const inferChunksActor = (defer: Defer = atOnce) =>
     };
   });
 
-export const closeInferenceActor = () =>
+/**
+ * Closes the session's model side. The answer waits for a turn of `defer`
+ * (the server's close queue): when thousands of sessions close at once (a
+ * redeploy, a network cut), each one's teardown then runs in an event-loop
+ * turn of its own, between which acks of live sessions go out.
+ */
+export const closeInferenceActor = (defer: Defer = atOnce) =>
   fromPromise<void, { inference: InferenceSession | null }>(async ({ input }) => {
     await input.inference?.close();
+    if (defer !== atOnce) await new Promise<void>((resolve) => defer(resolve));
   });
 
 /**
@@ -194,12 +201,13 @@ export const windowFramesActor = (defer: Defer = atOnce) =>
  * `.provide({ actors })`. `defer` runs the chunk work (window dispatches and
  * model answers): the server passes its chunk queue (`TurnQueue`), so the
  * chunk work of all sessions runs one task per event-loop turn; by default it
- * runs at once.
+ * runs at once. `deferClose` does the same for each session's teardown (see
+ * `closeInferenceActor`).
  */
-export const sessionActors = (port: InferencePort, defer: Defer = atOnce) => ({
+export const sessionActors = (port: InferencePort, defer: Defer = atOnce, deferClose: Defer = atOnce) => ({
   openInference: openInferenceActor(port),
   inferChunks: inferChunksActor(defer),
-  closeInference: closeInferenceActor(),
+  closeInference: closeInferenceActor(deferClose),
   windowFrames: windowFramesActor(defer),
 });
 

@@ -34,6 +34,8 @@ export interface VisionSocketOptions {
   inferenceTarget?: InferenceTarget;
   /** Receives every caption, keyed by its window id. */
   captions: CaptionSink;
+  /** Runs the session's close once the socket has gone (the server's close queue: one per event-loop turn). */
+  deferClose?: (task: () => void) => void;
   /** Totals bumped per frame and the metrics fed per chunk and result. */
   observe: { totals: StreamTotals; metrics: StreamMetrics };
   logger: Logger;
@@ -120,8 +122,11 @@ export function serveVisionSocket(ws: ServerWebSocket, options: VisionSocketOpti
       },
       'session closed',
     );
-    frames.complete();
-    supervisor.send({ type: 'session.close', sessionId });
+    const defer = options.deferClose ?? ((task: () => void) => task());
+    defer(() => {
+      frames.complete();
+      supervisor.send({ type: 'session.close', sessionId });
+    });
   };
 
   ws.start({

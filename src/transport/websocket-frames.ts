@@ -124,9 +124,15 @@ export class FrameReader {
     this.events = events;
   }
 
-  feed(data: Uint8Array, start: number, end: number): void {
+  /**
+   * Reads `data` from `start` to `end`, or up to the end of the `maxFrames`th
+   * frame completed in this call; returns where it stopped (`end` when it read all).
+   */
+  feed(data: Uint8Array, start: number, end: number, maxFrames = Infinity): number {
     let at = start;
+    const stopAt = this.framesRead + maxFrames;
     while (at < end && this.phase !== Phase.failed) {
+      if (this.framesRead >= stopAt) return at;
       if (this.phase === Phase.header) {
         at = this.readHeader(data, at, end);
       } else {
@@ -136,6 +142,7 @@ export class FrameReader {
       }
       if (this.phase === Phase.payload && this.payloadRead === this.payloadLength) this.endFrame();
     }
+    return end;
   }
 
   private readHeader(data: Uint8Array, start: number, end: number): number {
