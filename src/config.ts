@@ -91,6 +91,7 @@ const envSchema = z.object({
   INTERVENTION_NUDGE_COOLDOWN_S: number(300, (n) => n.min(0)),
   INSPECT: onOff(false),
   INSPECT_PORT: number(8081, (n) => n.int().min(0).max(65535)),
+  INSPECT_HOST: optionalText.transform((v) => v ?? '127.0.0.1'),
   LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
     .optional()
@@ -137,7 +138,8 @@ export interface Config {
   };
   openai: { apiKey: string | undefined; baseUrl: string | undefined };
   intervention: { model: string; tickMs: number; enabled: boolean; nudgeCooldownMs: number };
-  inspect: { enabled: boolean; port: number };
+  /** The inspector relay listens on `host` (loopback by default, whatever HOST is). */
+  inspect: { enabled: boolean; port: number; host: string };
   logLevel: Env['LOG_LEVEL'];
 }
 
@@ -194,7 +196,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       enabled: e.INTERVENTION_TICK,
       nudgeCooldownMs: Math.round(e.INTERVENTION_NUDGE_COOLDOWN_S * 1000),
     },
-    inspect: { enabled: e.INSPECT, port: e.INSPECT_PORT },
+    inspect: { enabled: e.INSPECT, port: e.INSPECT_PORT, host: e.INSPECT_HOST },
     logLevel: e.LOG_LEVEL,
   };
 }

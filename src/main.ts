@@ -27,7 +27,7 @@ process.stdout.write(
     msg: 'ready',
     url: server.url,
     vision: `${server.url.replace(/^http/, 'ws')}/vision/stream`,
-    ...(config.inspect.enabled ? { inspector: `http://localhost:${config.inspect.port}` } : {}),
+    ...(server.inspectorUrl ? { inspector: server.inspectorUrl } : {}),
   })}\n`,
 );
 

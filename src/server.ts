@@ -75,6 +75,8 @@ export interface ServerDeps {
 
 export interface RunningServer {
   url: string;
+  /** The Stately inspector relay's page, when this server runs one (without the magic word). */
+  inspectorUrl: string | undefined;
   port: number;
   supervisor: Actor<typeof supervisorMachine>;
   store: Store;
@@ -248,7 +250,12 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   // Off unless asked for: no inspector, no cost.
   const inspection =
     config.inspect.enabled || deps.inspectorRelayUrl
-      ? startInspection({ port: config.inspect.port, ...(deps.inspectorRelayUrl ? { relayUrl: deps.inspectorRelayUrl } : {}) })
+      ? await startInspection({
+          port: config.inspect.port,
+          host: config.inspect.host,
+          magicWord: config.magicWord,
+          ...(deps.inspectorRelayUrl ? { relayUrl: deps.inspectorRelayUrl } : {}),
+        })
       : undefined;
   if (inspection?.url) logger.info({ url: inspection.url }, 'Stately inspector: open this URL');
   const supervisor = createActor(
@@ -394,5 +401,15 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   };
 
   const sessionRef = (sessionId: string) => supervisor.system.get(sessionSystemId(sessionId)) as SessionRef | undefined;
-  return { url, port, supervisor, store, captionSink, connections: () => connections, session: sessionRef, close };
+  return {
+    url,
+    inspectorUrl: inspection?.url,
+    port,
+    supervisor,
+    store,
+    captionSink,
+    connections: () => connections,
+    session: sessionRef,
+    close,
+  };
 }

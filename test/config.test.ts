@@ -24,9 +24,17 @@ describe('loadConfig (SPEC §10)', () => {
       inferenceTimeoutMs: 30_000,
       maxInferenceFailures: 3,
       degradedCooldownMs: 30_000,
+      maxQueuedBytes: 65_536,
+      slowClientTimeoutMs: 30_000,
+      maxMessagesPerSecond: 300,
+      maxBytesPerSecond: 268_435_456,
+      rateLimitCloseMs: 10_000,
+      pingIntervalMs: 15_000,
+      peerTimeoutMs: 45_000,
+      subprotocols: [],
     });
     expect(config.intervention).toEqual({ model: 'gpt-4o-mini', tickMs: 60_000, enabled: true, nudgeCooldownMs: 300_000 });
-    expect(config.inspect).toEqual({ enabled: false, port: 8081 });
+    expect(config.inspect).toEqual({ enabled: false, port: 8081, host: '127.0.0.1' });
     expect(config.logLevel).toBe('info');
   });
 

@@ -12,6 +12,8 @@ export class ChildServer {
   readonly child: ChildProcess;
   url = '';
   port = 0;
+  /** The inspector relay's page, when the server runs one. */
+  inspectorUrl: string | undefined;
   /** stdout and stderr, as they came. */
   output = '';
   exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
@@ -37,6 +39,7 @@ export class ChildServer {
         const ready = /\{"msg":"ready","url":"(http:\/\/[^"]+)"/.exec(server.output);
         if (ready) {
           server.url = ready[1] as string;
+          server.inspectorUrl = /"inspector":"(http:\/\/[^"]+)"/.exec(server.output)?.[1];
           server.port = Number(new URL(server.url).port);
           resolve();
         } else if (server.exit) {
