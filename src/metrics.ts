@@ -200,8 +200,9 @@ export class ServerMetrics implements StreamMetrics {
       collect() {
         this.reset();
         const context = tickerOf(s)?.getSnapshot().context;
-        this.inc({ outcome: 'completed' }, (context?.ticks ?? 0) - (context?.failures ?? 0));
+        this.inc({ outcome: 'completed' }, (context?.ticks ?? 0) - (context?.failures ?? 0) - (context?.taken ?? 0));
         this.inc({ outcome: 'failed' }, context?.failures ?? 0);
+        this.inc({ outcome: 'taken' }, context?.taken ?? 0);
         this.inc({ outcome: 'skipped_overlap' }, context?.skippedOverlaps ?? 0);
       },
     });

@@ -160,6 +160,8 @@ export function openSqliteStore(options: SqliteStoreOptions): Store & { db: Data
   captionsSince.setReturnArrays(true);
   const insertIntervention = db.prepare(SQL.insertIntervention);
   const interventionsSince = db.prepare(SQL.interventionsSince);
+  const claimTick = db.prepare(SQL.claimTick);
+  const claimNudge = db.prepare(SQL.claimNudge);
 
   return {
     db,
@@ -201,6 +203,12 @@ export function openSqliteStore(options: SqliteStoreOptions): Store & { db: Data
     },
     async interventionsSince(sinceMs: number, limit = 20): Promise<InterventionRow[]> {
       return (interventionsSince.all(sinceMs, limit) as Row[]).map(interventionRow);
+    },
+    async claimTick(periodStart: number, claimedAt: number): Promise<boolean> {
+      return Number(claimTick.run(periodStart, claimedAt).changes) > 0;
+    },
+    async claimNudge(periodStart: number, at: number, cooldownMs: number): Promise<boolean> {
+      return Number(claimNudge.run(at, periodStart, cooldownMs).changes) > 0;
     },
     close() {
       if (db.isOpen) db.close();

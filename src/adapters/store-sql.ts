@@ -91,6 +91,12 @@ export const SQL = {
      total_tokens, poke_message, poke_sent_at, created_at)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   interventionsSince: 'SELECT * FROM interventions WHERE created_at >= ? ORDER BY created_at DESC, id DESC LIMIT ?',
+  claimTick: 'INSERT OR IGNORE INTO intervention_ticks (period_start, claimed_at) VALUES (?, ?)',
+  // One statement: the check and the claim cannot interleave with another ticker's.
+  claimNudge: `UPDATE intervention_ticks SET nudged_at = ?1
+    WHERE period_start = ?2 AND nudged_at IS NULL
+      AND NOT EXISTS (SELECT 1 FROM intervention_ticks WHERE nudged_at > ?1 - ?3)
+      AND NOT EXISTS (SELECT 1 FROM interventions WHERE poke_sent_at > ?1 - ?3)`,
 } as const;
 
 type SqlValue = string | number | null;

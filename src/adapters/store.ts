@@ -64,5 +64,16 @@ export interface Store {
   insertIntervention(intervention: NewIntervention): Promise<number>;
   /** Interventions created at or after `sinceMs`, newest first, at most `limit`. */
   interventionsSince(sinceMs: number, limit?: number): Promise<InterventionRow[]>;
-  close(): void;
+  /**
+   * Claims the tick of the period starting at `periodStart` (epoch ms), once for
+   * all tickers on this database: true for the one that got it.
+   */
+  claimTick(periodStart: number, claimedAt: number): Promise<boolean>;
+  /**
+   * Claims the right to send a nudge for the claimed period at `at` (epoch ms):
+   * true only when no nudge was claimed, or sent, within `cooldownMs` before,
+   * decided in one statement, so two tickers never both get it.
+   */
+  claimNudge(periodStart: number, at: number, cooldownMs: number): Promise<boolean>;
+  close(): void | Promise<void>;
 }

@@ -40,11 +40,16 @@ export interface CollectedWindows {
 export type TickOutcome =
   | { status: 'disabled' }
   | { status: 'skipped' }
+  /** Another ticker on the same store claimed this period first. */
+  | { status: 'taken' }
   | { status: 'recorded'; decision: 'yes' | 'no'; nudged: boolean; interventionId: number; pokeError: string | null }
   | { status: 'failed'; error: string };
 
 interface TickContext extends Omit<TickInput, 'enabled'>, CollectedWindows {
   enabled: boolean;
+  /** The period this tick claimed: `now` rounded down to a multiple of `periodMs` (epoch ms). */
+  periodStart: number;
+  taken: boolean;
   decision: DecisionResult | null;
   pokeMessage: string | null;
   pokeSentAt: number | null;
@@ -61,6 +66,12 @@ const reasonOf = (error: unknown) => (error instanceof Error ? error.message : '
 
 /** The tick's side effects, built from ports; pass to `.provide({ actors })`. */
 export const tickActors = (ports: TickPorts) => ({
+  claimTick: fromPromise<boolean, { periodStart: number; now: number }>(({ input }) =>
+    ports.store.claimTick(input.periodStart, input.now),
+  ),
+  claimNudge: fromPromise<boolean, { periodStart: number; now: number; cooldownMs: number }>(({ input }) =>
+    ports.store.claimNudge(input.periodStart, input.now, input.cooldownMs),
+  ),
   collectWindows: fromPromise<CollectedWindows, { sinceMs: number; historySinceMs: number }>(async ({ input }) => {
     const { biometrics, captions } = await ports.store.windowsSince(input.sinceMs);
     const recent = await ports.store.interventionsSince(input.historySinceMs, 10);
@@ -92,6 +103,8 @@ const notProvided = (name: string) => () => {
 export const tickMachine = setup({
   types: {} as { input: TickInput; context: TickContext; output: TickOutcome },
   actors: {
+    claimTick: fromPromise<boolean, { periodStart: number; now: number }>(notProvided('claimTick')),
+    claimNudge: fromPromise<boolean, { periodStart: number; now: number; cooldownMs: number }>(notProvided('claimNudge')),
     collectWindows: fromPromise<CollectedWindows, { sinceMs: number; historySinceMs: number }>(notProvided('collectWindows')),
     askForNudge: fromPromise<DecisionResult, DecisionRequest>(notProvided('askForNudge')),
     sendNudge: fromPromise<unknown, { message: string }>(notProvided('sendNudge')),
@@ -107,9 +120,11 @@ export const tickMachine = setup({
     keepPokeError: assign({ pokeError: (_, params: { error: unknown }) => reasonOf(params.error) }),
     keepError: assign({ error: (_, params: { step: string; error: unknown }) => `${params.step}: ${reasonOf(params.error)}` }),
     keepId: assign({ interventionId: (_, params: { id: number }) => params.id }),
+    markTaken: assign({ taken: true }),
   },
   guards: {
     enabled: ({ context }) => context.enabled,
+    claimed: (_, params: { claimed: boolean }) => params.claimed,
     nothingNew: (_, params: CollectedWindows) => params.biometrics.length === 0 && params.captions.length === 0,
     wantsNudge: ({ context }, params: { decision: DecisionResult }) => {
       if (params.decision.decision !== 'yes' || !params.decision.nudge) return false;
@@ -122,6 +137,8 @@ export const tickMachine = setup({
   context: ({ input }) => ({
     ...input,
     enabled: input.enabled ?? true,
+    periodStart: Math.floor(input.now / input.periodMs) * input.periodMs,
+    taken: false,
     biometrics: [],
     captions: [],
     recent: [],
@@ -134,8 +151,21 @@ export const tickMachine = setup({
   }),
   initial: 'checking',
   states: {
-    checking: { always: [{ guard: 'enabled', target: 'collecting' }, { target: 'disabled' }] },
+    checking: { always: [{ guard: 'enabled', target: 'claiming' }, { target: 'disabled' }] },
     disabled: { type: 'final' },
+    // Before anything is asked: any number of tickers on one store run one tick per period.
+    claiming: {
+      invoke: {
+        src: 'claimTick',
+        input: ({ context }) => ({ periodStart: context.periodStart, now: context.now }),
+        onDone: [
+          { guard: { type: 'claimed', params: ({ event }) => ({ claimed: event.output }) }, target: 'collecting' },
+          { target: 'taken', actions: 'markTaken' },
+        ],
+        onError: { target: 'failed', actions: { type: 'keepError', params: ({ event }) => ({ step: 'store', error: event.error }) } },
+      },
+    },
+    taken: { type: 'final' },
     collecting: {
       invoke: {
         src: 'collectWindows',
@@ -181,12 +211,24 @@ export const tickMachine = setup({
         onDone: [
           {
             guard: { type: 'wantsNudge', params: ({ event }) => ({ decision: event.output }) },
-            target: 'notifying',
+            target: 'claimingNudge',
             actions: { type: 'keepDecision', params: ({ event }) => ({ decision: event.output }) },
           },
           { target: 'recording', actions: { type: 'keepDecision', params: ({ event }) => ({ decision: event.output }) } },
         ],
         onError: { target: 'failed', actions: { type: 'keepError', params: ({ event }) => ({ step: 'model', error: event.error }) } },
+      },
+    },
+    // The cooldown, decided by the store in one statement: two tickers never both send.
+    claimingNudge: {
+      invoke: {
+        src: 'claimNudge',
+        input: ({ context }) => ({ periodStart: context.periodStart, now: context.now, cooldownMs: context.nudgeCooldownMs }),
+        onDone: [
+          { guard: { type: 'claimed', params: ({ event }) => ({ claimed: event.output }) }, target: 'notifying' },
+          { target: 'recording' },
+        ],
+        onError: { target: 'failed', actions: { type: 'keepError', params: ({ event }) => ({ step: 'store', error: event.error }) } },
       },
     },
     notifying: {
@@ -233,6 +275,7 @@ export const tickMachine = setup({
   },
   output: ({ context }): TickOutcome => {
     if (!context.enabled) return { status: 'disabled' };
+    if (context.taken) return { status: 'taken' };
     if (context.error !== null) return { status: 'failed', error: context.error };
     if (context.decision === null) return { status: 'skipped' };
     return {
@@ -260,6 +303,8 @@ interface TickerContext {
   now: () => number;
   ticks: number;
   skippedOverlaps: number;
+  /** Ticks whose period another ticker on the same store had claimed. */
+  taken: number;
   failures: number;
   lastOutcome: TickOutcome | null;
   tickStartedAt: number;
@@ -292,6 +337,7 @@ export const tickerMachine = setup({
       ticks: ({ context }) => context.ticks + 1,
       failures: ({ context }, params: { outcome: TickOutcome }) =>
         context.failures + (params.outcome.status === 'failed' ? 1 : 0),
+      taken: ({ context }, params: { outcome: TickOutcome }) => context.taken + (params.outcome.status === 'taken' ? 1 : 0),
       lastOutcome: (_, params: { outcome: TickOutcome }) => params.outcome,
     }),
     announceTick: emit(({ context }) => ({
@@ -312,6 +358,7 @@ export const tickerMachine = setup({
     now: input.now ?? Date.now,
     ticks: 0,
     skippedOverlaps: 0,
+    taken: 0,
     failures: 0,
     lastOutcome: null,
     tickStartedAt: 0,

@@ -49,6 +49,7 @@ export function actorTree(s: ObserveSources) {
           state: ticker.value,
           ticks: ticker.context.ticks,
           skippedOverlaps: ticker.context.skippedOverlaps,
+          taken: ticker.context.taken,
           failures: ticker.context.failures,
           decisions: ticker.context.decisions,
           lastTickMs: ticker.context.lastTickMs,

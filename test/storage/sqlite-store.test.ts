@@ -27,6 +27,7 @@ const EXPECTED = [
   '0003_create_interventions.sql',
   '0004_add_poke_columns_to_interventions.sql',
   '0005_convert_to_epoch_ms_schema.sql',
+  '0006_intervention_ticks.sql',
 ];
 
 /** The schema as SQLite reports it, without the bookkeeping table. */
@@ -52,7 +53,7 @@ describe('migrations (SPEC §9)', () => {
     const second = openSqliteStore({ path });
     expect(second.applied).toEqual([]);
     expect(schemaOf(second.db)).toEqual(schema);
-    expect(second.db.prepare(`SELECT count(*) AS n FROM ${MIGRATIONS_TABLE}`).get()).toEqual({ n: 5 });
+    expect(second.db.prepare(`SELECT count(*) AS n FROM ${MIGRATIONS_TABLE}`).get()).toEqual({ n: EXPECTED.length });
     second.close();
   });
 
@@ -79,7 +80,9 @@ describe('migrations (SPEC §9)', () => {
       'caption_windows',
       'idx_biometric_windows_created_at',
       'idx_caption_windows_created_at',
+      'idx_intervention_ticks_nudged_at',
       'idx_interventions_created_at',
+      'intervention_ticks',
       'interventions',
     ]);
     store.close();

@@ -75,7 +75,8 @@ describe('upgrading the previous system’s database in place (SPEC §9)', () =>
     const path = legacyDatabase();
     const upgradedAt = Date.now();
     const store = openSqliteStore({ path });
-    expect(store.applied).toEqual(['0005_convert_to_epoch_ms_schema.sql']);
+    expect(store.applied).toEqual(migrationFiles(defaultMigrationsDir()).slice(LEGACY_MIGRATIONS.length));
+    expect(store.applied[0]).toBe('0005_convert_to_epoch_ms_schema.sql');
 
     expect(tableRows(store.db, 'biometric_windows')).toEqual(UPGRADED.biometric_windows);
     expect(tableRows(store.db, 'interventions')).toEqual(UPGRADED.interventions);

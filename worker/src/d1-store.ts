@@ -49,6 +49,14 @@ export function d1Store(db: D1Database, now: () => number = Date.now): Store {
       const { results } = await db.prepare(SQL.interventionsSince).bind(sinceMs, limit).all<Row>();
       return results.map(interventionRow);
     },
+    async claimTick(periodStart: number, claimedAt: number) {
+      const result = await db.prepare(SQL.claimTick).bind(periodStart, claimedAt).run();
+      return result.meta.changes > 0;
+    },
+    async claimNudge(periodStart: number, at: number, cooldownMs: number) {
+      const result = await db.prepare(SQL.claimNudge).bind(at, periodStart, cooldownMs).run();
+      return result.meta.changes > 0;
+    },
     close() {},
   };
 }

@@ -69,6 +69,22 @@ describe('cron: the intervention tick against D1 (SPEC §6, §8)', () => {
     expect(Number(row!.poke_sent_at)).toBeGreaterThanOrEqual(started);
   });
 
+  it('runs one tick per minute however many times the cron fires for it (finding 7)', async () => {
+    const at = Date.now() + 2 * 86_400_000; // a minute of its own, past every other test's cooldown
+    await postJson('/biometrics/upload', { windowId: 'cron-twice-1', timestamp: at, durationMs: 60_000, hr_mean: 131 });
+    await testEnv.DB.prepare("UPDATE biometric_windows SET created_at = ? WHERE window_id = 'cron-twice-1'").bind(at - 10_000).run();
+    const calls = mockUpstreams({ decision: 'yes', reasoning: 'high', nudge: 'Breathe out slowly.' });
+    await Promise.all([runCron(at), runCron(at + 1)]);
+    expect(calls.filter((c) => c.url.startsWith('https://api.openai.com/'))).toHaveLength(1);
+    expect(calls.filter((c) => c.url.startsWith('https://poke.test/'))).toHaveLength(1);
+    // Leave no future rows for the other tests' ticks to find.
+    await testEnv.DB.batch([
+      testEnv.DB.prepare("DELETE FROM biometric_windows WHERE window_id = 'cron-twice-1'"),
+      testEnv.DB.prepare('DELETE FROM interventions WHERE created_at >= ?').bind(at - 60_000),
+      testEnv.DB.prepare('DELETE FROM intervention_ticks WHERE period_start >= ?').bind(at - 60_000),
+    ]);
+  });
+
   it('makes no OpenAI call and records nothing when the last minute has no data', async () => {
     const calls = mockUpstreams({ decision: 'no', reasoning: 'n/a', nudge: null });
     const before = await rows('SELECT COUNT(*) AS n FROM interventions');

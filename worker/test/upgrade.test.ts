@@ -41,9 +41,11 @@ describe('upgrading the live D1 in place (SPEC §9)', () => {
     expect(schema.map((r) => r.name)).toEqual([
       'idx_biometric_windows_created_at',
       'idx_caption_windows_created_at',
+      'idx_intervention_ticks_nudged_at',
       'idx_interventions_created_at',
       'biometric_windows',
       'caption_windows',
+      'intervention_ticks',
       'interventions',
     ]);
     const rows = async (table: string) => (await all(db, `SELECT * FROM ${table} ORDER BY id`)).map(readable);
