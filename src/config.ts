@@ -49,6 +49,7 @@ const envSchema = z.object({
   HOST: optionalText.transform((v) => v ?? '0.0.0.0'),
   MAGIC_WORD: optionalText,
   DATABASE_PATH: optionalText.transform((v) => v ?? './data/foresight.db'),
+  DATABASE_BUSY_TIMEOUT_MS: number(5_000, (n) => n.int().min(0).max(600_000)),
   WORKER_BASE_URL: url,
   POKE_API_KEY: optionalText,
   POKE_API_URL: url.transform((v) => v ?? 'https://poke.com/api/v1/inbound-sms/webhook'),
@@ -105,6 +106,8 @@ export interface Config {
   host: string;
   magicWord: string | undefined;
   databasePath: string;
+  /** How long a store write waits for another process's lock before failing (then 503). */
+  databaseBusyTimeoutMs: number;
   workerBaseUrl: string | undefined;
   poke: { apiKey: string | undefined; url: string };
   modal: {
@@ -168,6 +171,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     host: e.HOST,
     magicWord: e.MAGIC_WORD,
     databasePath: e.DATABASE_PATH,
+    databaseBusyTimeoutMs: e.DATABASE_BUSY_TIMEOUT_MS,
     workerBaseUrl: e.WORKER_BASE_URL,
     poke: { apiKey: e.POKE_API_KEY, url: e.POKE_API_URL },
     modal: { tokenId, tokenSecret, appName: e.MODAL_APP_NAME, className: e.MODAL_CLASS_NAME },

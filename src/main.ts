@@ -1,6 +1,7 @@
 import { createLogger } from './adapters/logger.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { startServer } from './server.ts';
+import { StartupError } from './startup-error.ts';
 
 /** Whole-process budget for a graceful stop; SPEC §4 asks for exit 0 within 10 s. */
 const SHUTDOWN_BUDGET_MS = 9_000;
@@ -21,7 +22,14 @@ function readConfig(): Config {
 
 const config = readConfig();
 const logger = createLogger(config.logLevel);
-const server = await startServer({ config, logger });
+const server = await startServer({ config, logger }).catch((error: unknown) => {
+  // A reason a person must fix (a database it cannot open, a Node it cannot run on): one line, no stack.
+  if (error instanceof StartupError) {
+    process.stderr.write(`cannot start: ${error.message}\n`);
+    process.exit(1);
+  }
+  throw error;
+});
 process.stdout.write(
   `${JSON.stringify({
     msg: 'ready',

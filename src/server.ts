@@ -16,7 +16,7 @@ import {
 } from './adapters/caption-sink.ts';
 import { createOpenAIAdvisor, type NudgeAdvisor } from './adapters/openai.ts';
 import { createPokeClient, type PokeClient } from './adapters/poke.ts';
-import { openSqliteStore } from './adapters/sqlite-store.ts';
+import { openSqliteStoreInWorker } from './adapters/sqlite-worker.ts';
 import type { Store } from './adapters/store.ts';
 import { isAuthorized } from './auth.ts';
 import type { Config } from './config.ts';
@@ -40,7 +40,8 @@ import {
   type UploadAnswer,
 } from './schemas/uploads.ts';
 import { serveVisionSocket, type VisionConnection } from './transport/vision-socket.ts';
-import { acceptWebSocket, startHeartbeat, type ServerWebSocket } from './transport/websocket.ts';
+import { acceptWebSocket, canTakeOverHandles, startHeartbeat, type HandleOf, type ServerWebSocket } from './transport/websocket.ts';
+import { StartupError } from './startup-error.ts';
 
 type Clock = NonNullable<ActorOptions<AnyActorLogic>['clock']>;
 
@@ -68,6 +69,8 @@ export interface ServerDeps {
    * connect together do not cut their chunks at the same instants.
    */
   firstWindowDelayMs?: (chunkMs: number) => number;
+  /** How the transport reads a socket's OS handle; tests simulate a Node without one. */
+  handleOf?: HandleOf;
   /** Replaces the session machine, e.g. with shorter delays in tests; its actors are still provided from `inference`. */
   session?: typeof sessionMachine;
   clock?: Clock;
@@ -189,6 +192,13 @@ export function createApp(
 /** Composition root: config → adapters → machines → HTTP + WebSocket server, listening. */
 export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   const { config } = deps;
+  // The vision socket takes each connection's handle over from Node (src/transport/websocket.ts).
+  if (!(await canTakeOverHandles(deps.handleOf))) {
+    throw new StartupError(
+      `this Node (${process.version}) cannot hand a socket's handle to the WebSocket transport (net.Socket _handle, onread); ` +
+        'run the server on the Node versions package.json names (engines)',
+    );
+  }
   const logger = deps.logger ?? createLogger(config.logLevel);
   // Without credentials (env or a connection's headers) every Modal session is a degraded no-op.
   const inference =
@@ -211,19 +221,21 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     actors: sessionActors(inference, chunkQueue.defer, closeQueue.defer),
   });
   const pokeClient = deps.pokeClient ?? createPokeClient({ url: config.poke.url });
-  const store = deps.store ?? openSqliteStore({ path: config.databasePath });
+  // The embedded store runs in a worker thread: no SQLite call, no lock wait, on the event loop.
+  const store = deps.store ?? (await openSqliteStoreInWorker({ path: config.databasePath, busyTimeoutMs: config.databaseBusyTimeoutMs }));
   const workerWriter =
     config.workerBaseUrl && config.magicWord
       ? workerCaptionWriter({ baseUrl: config.workerBaseUrl, magicWord: config.magicWord })
       : undefined;
   const captionLogger = logger.child({ component: 'captions' });
-  // The embedded store writes a batch in one transaction. Captions wait up to 100 ms for theirs:
-  // nothing reads them sooner (the intervention tick reads once a minute), and each saves a commit.
+  // A caption rides on an ack only once stored, so it is written at once. The embedded store
+  // takes one batch at a time, in one transaction: the captions that came in while the last
+  // one was written go together in the next (group commit, without waiting for others).
   const captionSink =
     deps.captionSink ??
     (workerWriter
       ? createCaptionSink(workerWriter, { logger: captionLogger })
-      : createCaptionSink(storeCaptionWriter(store), { logger: captionLogger, batchSize: 100, lingerMs: 100 }));
+      : createCaptionSink(storeCaptionWriter(store), { logger: captionLogger, batchSize: 100, concurrency: 1 }));
   if (config.workerBaseUrl && !config.magicWord) {
     logger.warn({}, 'WORKER_BASE_URL is set without MAGIC_WORD: captions stay in the embedded store');
   }
@@ -334,6 +346,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       firstWindowDelayMs: firstWindowDelay(vision.chunkMs),
       ...(modal.target ? { inferenceTarget: modal.target } : {}),
       captions: captionSink,
+      holdCaptionsUntilStored: workerWriter === undefined,
       deferClose: closeQueue.defer,
       observe: { totals, metrics },
       logger: logger.child({ sessionId }),
@@ -392,7 +405,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       if (!deps.inference) await inference.close?.();
       if (!deps.pokeClient) await pokeClient.close();
       inspection?.stop();
-      if (!deps.store) store.close();
+      if (!deps.store) await store.close();
       server.closeAllConnections();
       await stopped;
       logger.info({}, 'stopped');

@@ -22,7 +22,11 @@ export interface CaptionSinkStats {
 
 /** Where sessions hand their captions: fire-and-forget for the stream, but never silently lossy. */
 export interface CaptionSink {
-  write(caption: CaptionUpload): void;
+  /**
+   * Queues a caption; resolves true once it is stored, false when it never will
+   * be (the queue was full, or the writes failed for good). Never rejects.
+   */
+  write(caption: CaptionUpload): Promise<boolean>;
   /** Waits for queued and in-flight writes, at most `timeoutMs`; resolves with what is still pending. */
   flush(timeoutMs: number): Promise<number>;
   stats(): CaptionSinkStats;
@@ -49,6 +53,7 @@ export interface CaptionSinkOptions {
 interface Job {
   caption: CaptionUpload;
   attempts: number;
+  settle: (stored: boolean) => void;
 }
 
 /**
@@ -111,6 +116,7 @@ export function createCaptionSink(writer: CaptionWriter, options: CaptionSinkOpt
     runningJobs -= batch.length;
     if (result.ok) {
       stats.written += batch.length;
+      for (const job of batch) job.settle(true);
     } else {
       const again: Job[] = [];
       for (const job of batch) {
@@ -119,6 +125,7 @@ export function createCaptionSink(writer: CaptionWriter, options: CaptionSinkOpt
           continue;
         }
         stats.failed += 1;
+        job.settle(false);
         logger.error(
           { windowId: job.caption.windowId, attempts: job.attempts, err: result.error.message },
           'caption write failed for good',
@@ -147,14 +154,16 @@ export function createCaptionSink(writer: CaptionWriter, options: CaptionSinkOpt
       if (pending() >= maxQueue) {
         stats.dropped += 1;
         logger.warn({ windowId: caption.windowId, maxQueue }, 'caption dropped: write queue full');
-        return;
+        return Promise.resolve(false);
       }
-      queue.push({ caption, attempts: 0 });
-      if (lingerMs === 0 || flushing || queue.length >= batchSize) pump();
-      else linger ??= setTimeout(() => {
-        linger = null;
-        pump();
-      }, lingerMs);
+      return new Promise<boolean>((settle) => {
+        queue.push({ caption, attempts: 0, settle });
+        if (lingerMs === 0 || flushing || queue.length >= batchSize) pump();
+        else linger ??= setTimeout(() => {
+          linger = null;
+          pump();
+        }, lingerMs);
+      });
     },
     flush(timeoutMs) {
       flushing = true;

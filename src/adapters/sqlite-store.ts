@@ -141,14 +141,22 @@ export interface SqliteStoreOptions {
   path: string;
   migrationsDir?: string;
   now?: () => number;
+  /** How long a statement waits for another connection's lock before it fails (default 5000 ms). */
+  busyTimeoutMs?: number;
 }
 
-/** The embedded store (SPEC §9): Node 22's built-in SQLite, migrations applied at open. */
+/**
+ * The embedded store (SPEC §9): Node 22's built-in SQLite, migrations applied
+ * at open. Its calls are synchronous under their promises: the server runs it
+ * in a worker thread (`openSqliteStoreInWorker`); tools and tests use it here.
+ */
 export function openSqliteStore(options: SqliteStoreOptions): Store & { db: DatabaseSync; applied: string[] } {
   const now = options.now ?? Date.now;
   if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
   const db = new DatabaseSync(options.path);
-  db.exec('PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;');
+  // busy_timeout first: switching to WAL needs the lock another process may hold.
+  db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.round(options.busyTimeoutMs ?? 5_000))}`);
+  db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;');
   const applied = applyMigrations(db, options.migrationsDir ?? defaultMigrationsDir());
 
   const insertBiometric = db.prepare(SQL.insertBiometric);

@@ -34,6 +34,12 @@ export interface VisionSocketOptions {
   inferenceTarget?: InferenceTarget;
   /** Receives every caption, keyed by its window id. */
   captions: CaptionSink;
+  /**
+   * A caption rides on an ack only once `captions` has stored it, so a caption a
+   * client has seen survives a crash (`kill -9`) of this process. Off when the
+   * captions go to the Worker: its relay stores every caption ack it passes on.
+   */
+  holdCaptionsUntilStored?: boolean;
   /** Runs the session's close once the socket has gone (the server's close queue: one per event-loop turn). */
   deferClose?: (task: () => void) => void;
   /** Totals bumped per frame and the metrics fed per chunk and result. */
@@ -71,7 +77,8 @@ export function serveVisionSocket(ws: ServerWebSocket, options: VisionSocketOpti
 
   logger.debug({}, 'session opened');
   let frameCount = 0;
-  const pending: AckFields[] = [];
+  /** Results waiting for a frame's ack to ride on, oldest first; a caption is ready once stored. */
+  const pending: Array<{ fields: AckFields; ready: boolean }> = [];
 
   const finished = new Promise<void>((resolve) => {
     session.subscribe({ complete: resolve, error: () => resolve() });
@@ -81,15 +88,30 @@ export function serveVisionSocket(ws: ServerWebSocket, options: VisionSocketOpti
 
   session.on('inference.outcome', ({ fields, errorKind }) => {
     if ('inference_error' in fields) metrics.countInferenceError(errorKind ?? 'unknown');
+    const hold = 'caption' in fields && options.holdCaptionsUntilStored === true;
+    const result = { fields, ready: !hold };
     if ('caption' in fields) {
       metrics.observeCaption(fields.latency_ms);
-      captions.write(captionUploadFromAck(fields, openedAt));
+      const written = captions.write(captionUploadFromAck(fields, openedAt));
+      // A caption the client has seen is in the store: it rides on an ack once written (finding 8).
+      if (hold) void written.then((stored) => {
+        if (!stored) {
+          metrics.countInferenceError('not-stored');
+          result.fields = {
+            inference_error: 'caption not stored',
+            window_id: fields.window_id,
+            chunk_start_s: fields.chunk_start_s,
+            chunk_end_s: fields.chunk_end_s,
+          };
+        }
+        result.ready = true;
+      });
     }
     if (pending.length === MAX_PENDING_RESULTS) {
       pending.shift();
       logger.warn({ sessionId }, 'result dropped: client sent no frame to carry it');
     }
-    pending.push(fields);
+    pending.push(result);
   });
 
   session.on('session.close', ({ code, reason }) => ws.close(code, reason));
@@ -99,7 +121,7 @@ export function serveVisionSocket(ws: ServerWebSocket, options: VisionSocketOpti
     totals.frames += 1;
     totals.bytes += bytes.length;
     totals.acks += 1;
-    const result = pending.shift();
+    const result = pending[0]?.ready ? pending.shift()?.fields : undefined;
     ws.send(result === undefined ? `{"frame":${frameCount},"bytes":${bytes.length}}` : ackWith(frameCount, bytes.length, result));
     // The bytes are lent until the next frame arrives; the windowing keeps (takes over or copies) what it needs.
     if (bytes.length > 0) frames.next(bytes);
