@@ -53,6 +53,7 @@ const envSchema = z.object({
   WORKER_BASE_URL: url,
   POKE_API_KEY: optionalText,
   POKE_API_URL: url.transform((v) => v ?? 'https://poke.com/api/v1/inbound-sms/webhook'),
+  POKE_REQUEST_TIMEOUT_S: number(120, (n) => n.positive().max(3600)),
   MODAL_TOKEN_ID: optionalText,
   MODAL_TOKEN_SECRET: optionalText,
   FORESIGHT_MODAL_TOKEN_ID: optionalText,
@@ -109,7 +110,8 @@ export interface Config {
   /** How long a store write waits for another process's lock before failing (then 503). */
   databaseBusyTimeoutMs: number;
   workerBaseUrl: string | undefined;
-  poke: { apiKey: string | undefined; url: string };
+  /** `requestTimeoutMs`: a `/poke/send` not delivered by then is cancelled (never sent after) and answered. */
+  poke: { apiKey: string | undefined; url: string; requestTimeoutMs: number };
   modal: {
     tokenId: string | undefined;
     tokenSecret: string | undefined;
@@ -173,7 +175,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databasePath: e.DATABASE_PATH,
     databaseBusyTimeoutMs: e.DATABASE_BUSY_TIMEOUT_MS,
     workerBaseUrl: e.WORKER_BASE_URL,
-    poke: { apiKey: e.POKE_API_KEY, url: e.POKE_API_URL },
+    poke: { apiKey: e.POKE_API_KEY, url: e.POKE_API_URL, requestTimeoutMs: Math.round(e.POKE_REQUEST_TIMEOUT_S * 1000) },
     modal: { tokenId, tokenSecret, appName: e.MODAL_APP_NAME, className: e.MODAL_CLASS_NAME },
     vision: {
       chunkMs: Math.round(e.VISION_CHUNK_SECONDS * 1000),

@@ -144,9 +144,21 @@ export function createApp(
   logger: Logger,
   pokes: PokeRequests,
   observe: { metrics: RequestHandler; debugActors: RequestHandler },
-): express.Express {
+): { app: express.Express; drain(graceMs: number): Promise<void> } {
   const app = express();
   app.disable('x-powered-by');
+  // Requests being answered, so that a shutdown answers each one before the process exits.
+  const inFlight = new Set<express.Response>();
+  let draining = false;
+  app.use((_req, res, next) => {
+    if (draining) {
+      res.set('connection', 'close').status(503).json({ detail: 'server shutting down' });
+      return;
+    }
+    inFlight.add(res);
+    res.on('close', () => inFlight.delete(res));
+    next();
+  });
   app.get('/health', (_req, res) => {
     res.json({ status: 'ok' });
   });
@@ -169,7 +181,7 @@ export function createApp(
     '/captions/upload',
     ...uploadRoute((request) => answerUpload(captionUploadSchema, request, (c) => store.insertCaptionWindow(c), storeFailed)),
   );
-  app.post('/poke/send', ...pokeRoute(config, pokes));
+  app.post('/poke/send', ...pokeRoute(config, pokes, { requestTimeoutMs: config.poke.requestTimeoutMs }));
   app.get('/metrics', observe.metrics);
   app.get('/debug/actors', observe.debugActors);
   app.use((_req, res) => {
@@ -186,7 +198,20 @@ export function createApp(
     res.status(status).json({ detail: status === 500 ? 'internal error' : (error.type ?? 'bad request') });
   };
   app.use(onError);
-  return app;
+  /**
+   * Shutdown (SPEC §4, finding 16): new requests get 503; the ones in flight get
+   * `graceMs` to be answered (Poke sends are cancelled and answered by the
+   * caller first), then whatever is still unanswered gets a 503.
+   */
+  const drain = async (graceMs: number) => {
+    draining = true;
+    const until = performance.now() + graceMs;
+    while (inFlight.size > 0 && performance.now() < until) await new Promise((resolve) => setTimeout(resolve, 10));
+    for (const res of inFlight) {
+      if (!res.headersSent) res.set('connection', 'close').status(503).json({ detail: 'server shutting down' });
+    }
+  };
+  return { app, drain };
 }
 
 /** Composition root: config → adapters → machines → HTTP + WebSocket server, listening. */
@@ -298,7 +323,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   const totals: StreamTotals = { frames: 0, bytes: 0, acks: 0 };
   const observeSources = { supervisor, connections: () => connections, captionSink, totals };
   const metrics = new ServerMetrics(observeSources);
-  const app = createApp(config, store, logger, pokes, {
+  const { app, drain } = createApp(config, store, logger, pokes, {
     metrics: metrics.route(),
     debugActors: debugActorsRoute(observeSources),
   });
@@ -382,6 +407,9 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       accepting = false;
       stopHeartbeat();
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Every HTTP request in flight is answered before the process exits: Poke sends are
+      // cancelled (none goes out afterwards) and answered as they ended, or 503.
+      const requestsAnswered = pokes.cancelAll(Math.min(3_000, deadlineMs / 3)).then(() => drain(Math.min(1_000, deadlineMs / 8)));
       supervisor.send({ type: 'shutdown' });
       for (const ws of sockets.values()) ws.close(1001, 'server shutting down');
       const cut = setTimeout(() => {
@@ -395,7 +423,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
           resolve();
         }, deadlineMs).unref(),
       );
-      await Promise.race([sessionsDone, deadline]);
+      await Promise.race([Promise.all([sessionsDone, requestsAnswered]), deadline]);
       clearTimeout(cut);
       if (timedOut) logger.warn({ open: connections.size }, 'shutdown deadline passed with sessions still closing');
       supervisor.stop();

@@ -11,7 +11,17 @@ export interface PokeRequest {
 /** What the sender answers a request with: the upstream JSON, or why it failed. */
 export type PokeOutcome =
   | { ok: true; data: unknown; attempts: number }
-  | { ok: false; reason: string; status?: number; attempts: number; queueFull?: boolean };
+  | {
+      ok: false;
+      reason: string;
+      status?: number;
+      attempts: number;
+      queueFull?: boolean;
+      /** Cancelled (the requester gave up): no attempt went out after that, and none will. */
+      cancelled?: boolean;
+      /** Cancelled because the server is stopping. */
+      shuttingDown?: boolean;
+    };
 
 export interface PokeRetryPolicy {
   maxAttempts: number;
@@ -33,6 +43,8 @@ const notProvided = () => {
 
 interface DeliveryContext extends PokeRequest {
   policy: PokeRetryPolicy;
+  /** The requester gave up: the attempt in flight is the last. */
+  cancelled: boolean;
   attempts: number;
   lastError: PokeError | null;
   retryDelayMs: number;
@@ -52,6 +64,7 @@ export const deliveryMachine = setup({
     input: PokeRequest & { policy: PokeRetryPolicy; random?: () => number };
     context: DeliveryContext;
     output: PokeOutcome;
+    events: { type: 'cancel' };
   },
   actors: { postPoke: fromPromise<Result<unknown, PokeError>, { message: string; apiKey: string }>(notProvided) },
   actions: {
@@ -69,7 +82,7 @@ export const deliveryMachine = setup({
   guards: {
     delivered: (_, params: { result: Result<unknown, PokeError> }) => params.result.ok,
     worthRetrying: ({ context }, params: { result: Result<unknown, PokeError> }) =>
-      !params.result.ok && params.result.error.retryable && context.attempts < context.policy.maxAttempts,
+      !context.cancelled && !params.result.ok && params.result.error.retryable && context.attempts < context.policy.maxAttempts,
   },
   delays: { retryDelay: ({ context }) => context.retryDelayMs },
 }).createMachine({
@@ -78,6 +91,7 @@ export const deliveryMachine = setup({
     ...input,
     random: input.random ?? Math.random,
     attempts: 0,
+    cancelled: false,
     lastError: null,
     retryDelayMs: 0,
     delivered: false,
@@ -87,6 +101,8 @@ export const deliveryMachine = setup({
   states: {
     sending: {
       entry: 'countAttempt',
+      // An attempt under way is not called back (Poke may have it already): it is the last one.
+      on: { cancel: { actions: assign({ cancelled: true }) } },
       invoke: {
         src: 'postPoke',
         input: ({ context }) => ({ message: context.message, apiKey: context.apiKey }),
@@ -111,7 +127,10 @@ export const deliveryMachine = setup({
         ],
       },
     },
-    waiting: { after: { retryDelay: 'sending' } },
+    waiting: {
+      after: { retryDelay: 'sending' },
+      on: { cancel: { target: 'failed', actions: assign({ cancelled: true }) } },
+    },
     delivered: { type: 'final' },
     failed: { type: 'final' },
   },
@@ -123,6 +142,7 @@ export const deliveryMachine = setup({
       reason: error?.reason ?? 'Poke delivery failed',
       ...(error?.status === undefined ? {} : { status: error.status }),
       attempts: context.attempts,
+      ...(context.cancelled ? { cancelled: true } : {}),
     };
   },
 });
@@ -138,6 +158,7 @@ export interface PokeSenderInput {
 
 interface PokeSenderContext {
   concurrency: number;
+  cancelled: number;
   maxQueue: number;
   policy: PokeRetryPolicy;
   random: (() => number) | undefined;
@@ -148,7 +169,7 @@ interface PokeSenderContext {
   refused: number;
 }
 
-export type PokeSenderEvent = { type: 'poke.send' } & PokeRequest;
+export type PokeSenderEvent = ({ type: 'poke.send' } & PokeRequest) | { type: 'poke.cancel'; requestId: string };
 
 export type PokeSenderEmitted = { type: 'poke.result'; requestId: string; outcome: PokeOutcome };
 
@@ -186,12 +207,30 @@ export const pokeSenderMachine = setup({
         });
       }
     }),
+    // The requester gave up: a queued request is dropped unsent; a delivery sends no further attempt.
+    cancel: enqueueActions(({ context, enqueue, self }, params: { requestId: string }) => {
+      if (context.queue.some((r) => r.requestId === params.requestId)) {
+        enqueue.assign({ queue: context.queue.filter((r) => r.requestId !== params.requestId), cancelled: context.cancelled + 1 });
+        enqueue.emit({
+          type: 'poke.result',
+          requestId: params.requestId,
+          outcome: { ok: false, reason: 'Poke request cancelled before it was sent', attempts: 0, cancelled: true },
+        });
+        return;
+      }
+      const delivery = self.getSnapshot().children[`delivery:${params.requestId}`];
+      if (delivery) enqueue.sendTo(delivery, { type: 'cancel' });
+    }),
     finish: enqueueActions(({ context, enqueue }, params: { actorId: string; outcome: PokeOutcome }) => {
       const requestId = params.actorId.slice('delivery:'.length);
       enqueue.stopChild(params.actorId);
       enqueue.emit({ type: 'poke.result', requestId, outcome: params.outcome });
       const [next, ...rest] = context.queue;
-      const counts = params.outcome.ok ? { sent: context.sent + 1 } : { failed: context.failed + 1 };
+      const counts = params.outcome.ok
+        ? { sent: context.sent + 1 }
+        : params.outcome.cancelled
+          ? { cancelled: context.cancelled + 1 }
+          : { failed: context.failed + 1 };
       if (next) {
         enqueue.assign({ ...counts, queue: rest });
         enqueue.spawnChild('delivery', {
@@ -207,6 +246,7 @@ export const pokeSenderMachine = setup({
   id: 'pokeSender',
   context: ({ input }) => ({
     concurrency: input.concurrency ?? 2,
+    cancelled: 0,
     maxQueue: input.maxQueue ?? 100,
     policy: input.policy ?? DEFAULT_POKE_RETRY,
     random: input.random,
@@ -223,6 +263,7 @@ export const pokeSenderMachine = setup({
         params: ({ event }) => ({ requestId: event.requestId, message: event.message, apiKey: event.apiKey }),
       },
     },
+    'poke.cancel': { actions: { type: 'cancel', params: ({ event }) => ({ requestId: event.requestId }) } },
     'xstate.done.actor.*': {
       actions: { type: 'finish', params: ({ event }) => ({ actorId: event.actorId, outcome: event.output }) },
     },

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
 import type { Actor } from 'xstate';
 import { z } from 'zod';
@@ -7,14 +7,30 @@ import type { PokeOutcome } from '../machines/poke.ts';
 import { encodingRefusal, readJsonBody } from '../schemas/uploads.ts';
 import { POKE_SENDER, type PokeSenderRef, type supervisorMachine } from '../machines/supervisor.ts';
 
-/** The longest a `/poke/send` caller waits for the sender's answer (retries included). */
+/** The longest a `/poke/send` caller waits for the sender's answer (retries included), by default. */
 export const POKE_REQUEST_TIMEOUT_MS = 120_000;
+
+/**
+ * Once a request has been cancelled, how long its attempt in flight (bounded by
+ * the Poke client's own timeout, 10 s) is waited for before it is answered anyway.
+ */
+const CANCEL_GRACE_MS = 15_000;
 
 export const pokeSendSchema = z.object({ message: z.string().min(1).max(1600) });
 
 /** Request/response over actor messages: `poke.send` in, the matching `poke.result` out. */
 export interface PokeRequests {
-  send(message: string, apiKey: string): Promise<PokeOutcome>;
+  /**
+   * Sends a message; resolves with its outcome. A request not delivered within
+   * `timeoutMs` is cancelled: it is never sent after that (an attempt already
+   * under way is waited for and reported as it ended).
+   */
+  send(message: string, apiKey: string, timeoutMs?: number): Promise<PokeOutcome>;
+  /**
+   * Cancels every request (shutdown): resolves once each has its outcome, or
+   * after `graceMs` with `server shutting down` for the ones still waiting.
+   */
+  cancelAll(graceMs: number): Promise<void>;
 }
 
 export function pokeRequests(supervisor: Actor<typeof supervisorMachine>): PokeRequests {
@@ -35,24 +51,112 @@ export function pokeRequests(supervisor: Actor<typeof supervisorMachine>): PokeR
     return ref;
   };
 
+  const gaveUp = (reason: string): PokeOutcome => ({ ok: false, reason, attempts: 0, cancelled: true });
+  const stopping = (attempts = 0): PokeOutcome => ({ ok: false, reason: 'server shutting down', attempts, cancelled: true, shuttingDown: true });
+
   return {
-    send(message, apiKey) {
+    send(message, apiKey, timeoutMs = POKE_REQUEST_TIMEOUT_MS) {
       const ref = sender();
       if (!ref) return Promise.resolve({ ok: false, reason: 'Poke sender unavailable', attempts: 0 });
       const requestId = randomUUID();
       return new Promise<PokeOutcome>((resolve) => {
-        const timer = setTimeout(() => settle({ ok: false, reason: 'Poke request timed out', attempts: 0 }), POKE_REQUEST_TIMEOUT_MS);
+        let timer = setTimeout(() => {
+          // Too long: nothing more goes out for it; what is under way ends, and is told as it ended.
+          ref.send({ type: 'poke.cancel', requestId });
+          timer = setTimeout(() => settle(gaveUp('Poke request timed out')), CANCEL_GRACE_MS);
+        }, timeoutMs);
         const settle = (outcome: PokeOutcome) => {
           clearTimeout(timer);
           pending.delete(requestId);
-          resolve(outcome);
+          resolve(outcome.ok || !outcome.cancelled || outcome.shuttingDown ? outcome : { ...outcome, reason: 'Poke request timed out' });
         };
         pending.set(requestId, settle);
         ref.send({ type: 'poke.send', requestId, message, apiKey });
       });
     },
+    async cancelAll(graceMs) {
+      const ref = sender();
+      const waiting = [...pending.entries()];
+      if (waiting.length === 0) return;
+      const answered = Promise.all(
+        waiting.map(
+          ([requestId, settle]) =>
+            new Promise<void>((done) => {
+              pending.set(requestId, (outcome) => {
+                settle(outcome.ok || !outcome.cancelled ? outcome : stopping(outcome.attempts));
+                done();
+              });
+              ref?.send({ type: 'poke.cancel', requestId });
+            }),
+        ),
+      );
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([answered, new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+      clearTimeout(timer);
+      for (const settle of pending.values()) settle(stopping());
+    },
   };
 }
+
+/**
+ * `Idempotency-Key` (draft-ietf-httpapi-idempotency-key-header): the first
+ * outcome of a request is kept for a day, under the key and the Poke key it was
+ * sent with; a retry with the same key and body gets that outcome again instead
+ * of a second SMS (409 while the first is still under way, 422 with another body).
+ * Outcomes of requests that never went out (queue full, no key) are not kept.
+ */
+export class IdempotencyKeys {
+  private readonly entries = new Map<string, { fingerprint: string; answer?: { status: number; body: unknown }; expiresAt: number }>();
+
+  private readonly ttlMs: number;
+  private readonly maxKeys: number;
+  private readonly now: () => number;
+
+  constructor(ttlMs = 24 * 60 * 60 * 1000, maxKeys = 10_000, now: () => number = Date.now) {
+    this.ttlMs = ttlMs;
+    this.maxKeys = maxKeys;
+    this.now = now;
+  }
+
+  /** Where a request with this key stands: new (now claimed), in progress, a mismatch, or answered. */
+  begin(scope: string, key: string, fingerprint: string): { state: 'new' } | { state: 'in-progress' } | { state: 'mismatch' } | { state: 'answered'; status: number; body: unknown } {
+    this.expire();
+    const id = `${scope}:${key}`;
+    const entry = this.entries.get(id);
+    if (!entry) {
+      this.entries.set(id, { fingerprint, expiresAt: this.now() + this.ttlMs });
+      while (this.entries.size > this.maxKeys) this.entries.delete(this.entries.keys().next().value as string);
+      return { state: 'new' };
+    }
+    if (entry.fingerprint !== fingerprint) return { state: 'mismatch' };
+    if (!entry.answer) return { state: 'in-progress' };
+    return { state: 'answered', ...entry.answer };
+  }
+
+  /** Keeps the answer of a claimed key; `keep: false` forgets the key (the request never went out). */
+  finish(scope: string, key: string, answer: { status: number; body: unknown }, keep: boolean): void {
+    const id = `${scope}:${key}`;
+    if (!keep) this.entries.delete(id);
+    else {
+      const entry = this.entries.get(id);
+      if (entry) entry.answer = answer;
+    }
+  }
+
+  private expire(): void {
+    const now = this.now();
+    for (const [id, entry] of this.entries) {
+      if (entry.expiresAt > now) break; // insertion order is expiry order
+      this.entries.delete(id);
+    }
+  }
+}
+
+/** An idempotency key: 1 to 255 visible ASCII characters (quoted as a structured-field string, or bare). */
+const idempotencyKeySchema = z
+  .string()
+  .transform((v) => v.trim().replace(/^"(.*)"$/, '$1'))
+  .pipe(z.string().min(1).max(255).regex(/^[\x21-\x7e]+$/));
 
 interface ValidationDetail {
   loc: Array<string | number>;
@@ -68,7 +172,13 @@ const unreadableBody = (msg: string) => invalid([{ loc: ['body'], msg, type: 'js
  * `POST /poke/send` (SPEC §3): body checked (422; a non-UTF-8 charset 415, as
  * for uploads), key from the header or the env (500), sent through the actor (502).
  */
-export function pokeRoute(config: Config, pokes: PokeRequests): Array<RequestHandler | ErrorRequestHandler> {
+export function pokeRoute(
+  config: Config,
+  pokes: PokeRequests,
+  options: { keys?: IdempotencyKeys; requestTimeoutMs?: number } = {},
+): Array<RequestHandler | ErrorRequestHandler> {
+  const keys = options.keys ?? new IdempotencyKeys();
+  const requestTimeoutMs = options.requestTimeoutMs ?? POKE_REQUEST_TIMEOUT_MS;
   const raw = express.raw({ limit: '16kb', type: () => true, inflate: false });
   const unreadable: ErrorRequestHandler = (error: { type?: string }, req, res, next) => {
     if (error.type === 'entity.too.large') {
@@ -104,10 +214,45 @@ export function pokeRoute(config: Config, pokes: PokeRequests): Array<RequestHan
       res.status(500).json({ detail: 'Poke API key not configured' });
       return;
     }
-    pokes.send(parsed.data.message, apiKey).then((outcome) => {
-      if (outcome.ok) res.json({ success: true, data: outcome.data });
-      else if (outcome.queueFull) res.status(503).json({ detail: outcome.reason });
-      else res.status(502).json({ detail: outcome.reason });
+    const keyHeader = req.headers['idempotency-key'];
+    let key: string | undefined;
+    if (keyHeader !== undefined) {
+      const parsedKey = idempotencyKeySchema.safeParse(Array.isArray(keyHeader) ? keyHeader.join(',') : keyHeader);
+      if (!parsedKey.success) {
+        res.status(400).json({ detail: 'Idempotency-Key: 1 to 255 visible ASCII characters' });
+        return;
+      }
+      key = parsedKey.data;
+    }
+    const scope = createHash('sha256').update(apiKey).digest('base64url');
+    const fingerprint = createHash('sha256').update(parsed.data.message).digest('base64url');
+    if (key !== undefined) {
+      const seen = keys.begin(scope, key, fingerprint);
+      if (seen.state === 'in-progress') {
+        res.status(409).json({ detail: 'a request with this Idempotency-Key is still in progress' });
+        return;
+      }
+      if (seen.state === 'mismatch') {
+        res.status(422).json({ detail: 'this Idempotency-Key was used with another message' });
+        return;
+      }
+      if (seen.state === 'answered') {
+        res.status(seen.status).set('idempotent-replayed', 'true').json(seen.body);
+        return;
+      }
+    }
+    pokes.send(parsed.data.message, apiKey, requestTimeoutMs).then((outcome) => {
+      const answer = outcome.ok
+        ? { status: 200, body: { success: true, data: outcome.data } }
+        : outcome.queueFull || outcome.shuttingDown
+          ? { status: 503, body: { detail: outcome.reason } }
+          : outcome.cancelled && outcome.attempts === 0
+            ? { status: 504, body: { detail: `${outcome.reason}: not sent` } }
+            : { status: 502, body: { detail: outcome.reason } };
+      // A request that never went out (queue full, or cancelled before any attempt) may be tried again.
+      const neverSent = !outcome.ok && (outcome.queueFull === true || outcome.shuttingDown === true || (outcome.cancelled === true && outcome.attempts === 0));
+      if (key !== undefined) keys.finish(scope, key, answer, !neverSent);
+      res.status(answer.status).json(answer.body);
     }, next);
   };
   return [raw, unreadable, handler];

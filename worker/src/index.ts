@@ -1,4 +1,4 @@
-import { getRandom } from '@cloudflare/containers';
+import { getContainer, getRandom } from '@cloudflare/containers';
 import { secretsEqual } from '../../src/auth.ts';
 import {
   answerUpload,
@@ -22,6 +22,16 @@ export { BackendContainer } from './container.ts';
 const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
   Response.json(body, { status, headers });
 const log = (fields: Record<string, unknown>) => logAs('worker', fields);
+
+/** FNV-1a of a string, unsigned. */
+function fnv1a(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return hash >>> 0;
+}
 
 /** Routes the container serves, with their methods; anything else is a 404 here. */
 const CONTAINER_ROUTES: Record<string, string[]> = {
@@ -132,7 +142,11 @@ async function route(request: Request, env: Env, ctx: ExecutionContext): Promise
   const methods = CONTAINER_ROUTES[url.pathname];
   if (!methods) return json(404, { detail: 'not found' });
   if (!methods.includes(request.method)) return methodNotAllowed(methods);
-  return (await backend()).fetch(withSecrets(request, env));
+  // A retried /poke/send with an Idempotency-Key must reach the container that kept the key's
+  // first outcome: the key picks the instance (the instances getRandom spreads over).
+  const key = url.pathname === '/poke/send' ? request.headers.get('idempotency-key') : null;
+  const target = key === null ? await backend() : getContainer(env.BACKEND, `instance-${fnv1a(key) % settings.BACKEND_INSTANCES}`);
+  return target.fetch(withSecrets(request, env));
 }
 
 export default {

@@ -76,6 +76,20 @@ describe('proxied HTTP', () => {
     });
   });
 
+  it('sends every /poke/send with one Idempotency-Key to one container instance (finding 6)', async () => {
+    for (const key of ['k-1', 'k-2', 'another key']) {
+      const instances = new Set<string>();
+      for (let i = 0; i < 6; i++) {
+        const res = await call('/poke/send', { method: 'POST', body: '{"message":"hi"}', headers: { 'idempotency-key': key } });
+        const seen = (await res.json()) as { instance: string; headers: Record<string, string> };
+        expect(seen.headers['idempotency-key']).toBe(key);
+        instances.add(seen.instance);
+      }
+      expect(instances.size).toBe(1);
+      expect([...instances][0]).toMatch(/^instance-[0-2]$/);
+    }
+  });
+
   it('adds no secret to /health', async () => {
     const seen = (await (await call('/health', { magic: null })).json()) as { headers: Record<string, string> };
     expect(Object.keys(seen.headers).filter((h) => h.startsWith('x-poke') || h.startsWith('x-modal'))).toEqual([]);
