@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { magicWordSchema } from './auth.ts';
 
 /** Parses a switch the way people write them in env files. */
 const onOff = (fallback: boolean) =>
@@ -47,7 +48,7 @@ const url = optionalText.refine((value) => value === undefined || URL.canParse(v
 const envSchema = z.object({
   PORT: number(8080, (n) => n.int().min(0).max(65535)),
   HOST: optionalText.transform((v) => v ?? '0.0.0.0'),
-  MAGIC_WORD: optionalText,
+  MAGIC_WORD: magicWordSchema,
   DATABASE_PATH: optionalText.transform((v) => v ?? './data/foresight.db'),
   DATABASE_BUSY_TIMEOUT_MS: number(5_000, (n) => n.int().min(0).max(600_000)),
   WORKER_BASE_URL: url,

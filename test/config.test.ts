@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../src/config.ts';
+import { MAGIC_WORD_ERROR, MAGIC_WORDS } from './fixtures/magic-words.ts';
 
 describe('loadConfig (SPEC §10)', () => {
   it('gives the documented defaults for an empty environment', () => {
@@ -84,5 +85,10 @@ describe('loadConfig (SPEC §10)', () => {
     });
     expect(result.status).toBe(1);
     expect(result.stderr.trim()).toBe('invalid configuration: VISION_CHUNK_SECONDS: expected a number, got "abc"');
+  });
+
+  it.each(MAGIC_WORDS.map((w) => [w.why, w] as const))('MAGIC_WORD: %s', (_why, { word, valid }) => {
+    if (valid) expect(loadConfig({ MAGIC_WORD: word }).magicWord).toBe(word);
+    else expect(() => loadConfig({ MAGIC_WORD: word })).toThrow(new ConfigError(`invalid configuration: ${MAGIC_WORD_ERROR}`));
   });
 });

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { magicWordSchema } from '../../src/auth.ts';
 import type { BackendContainer } from './container.ts';
 
 /** Bindings, vars and secrets of the Worker (wrangler.jsonc; secrets with `wrangler secret put`). */
@@ -39,7 +40,8 @@ const count = (fallback: number, min: number, max: number) =>
     });
 
 const settingsSchema = z.object({
-  MAGIC_WORD: text,
+  // The server's rule (src/auth.ts): never trimmed, so the container gets the word the Worker checks.
+  MAGIC_WORD: magicWordSchema,
   BACKEND_INSTANCES: count(3, 1, 100),
   INTERVENTION_NUDGE_COOLDOWN_S: count(300, 0, 86_400),
   INTERVENTION_MODEL: text.transform((v) => v ?? 'gpt-4o-mini'),
