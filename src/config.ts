@@ -48,6 +48,9 @@ const url = optionalText.refine((value) => value === undefined || URL.canParse(v
 const envSchema = z.object({
   PORT: number(8080, (n) => n.int().min(0).max(65535)),
   HOST: optionalText.transform((v) => v ?? '0.0.0.0'),
+  HTTP_HEADERS_TIMEOUT_S: number(10, (n) => n.positive().max(3600)),
+  HTTP_REQUEST_TIMEOUT_S: number(30, (n) => n.positive().max(3600)),
+  HTTP_KEEP_ALIVE_TIMEOUT_S: number(5, (n) => n.positive().max(3600)),
   MAGIC_WORD: magicWordSchema,
   DATABASE_PATH: optionalText.transform((v) => v ?? './data/foresight.db'),
   DATABASE_BUSY_TIMEOUT_MS: number(5_000, (n) => n.int().min(0).max(600_000)),
@@ -106,6 +109,12 @@ type Env = z.output<typeof envSchema>;
 export interface Config {
   port: number;
   host: string;
+  /**
+   * A request whose headers are not all in after `headersTimeoutMs`, or that is
+   * not all in after `requestTimeoutMs` (headers and body), gets 408; an idle
+   * keep-alive connection is closed after `keepAliveTimeoutMs`.
+   */
+  http: { headersTimeoutMs: number; requestTimeoutMs: number; keepAliveTimeoutMs: number };
   magicWord: string | undefined;
   databasePath: string;
   /** How long a store write waits for another process's lock before failing (then 503). */
@@ -172,6 +181,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return {
     port: e.PORT,
     host: e.HOST,
+    http: {
+      headersTimeoutMs: Math.round(e.HTTP_HEADERS_TIMEOUT_S * 1000),
+      requestTimeoutMs: Math.round(e.HTTP_REQUEST_TIMEOUT_S * 1000),
+      keepAliveTimeoutMs: Math.round(e.HTTP_KEEP_ALIVE_TIMEOUT_S * 1000),
+    },
     magicWord: e.MAGIC_WORD,
     databasePath: e.DATABASE_PATH,
     databaseBusyTimeoutMs: e.DATABASE_BUSY_TIMEOUT_MS,

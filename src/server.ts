@@ -122,7 +122,9 @@ function requestUrl(req: IncomingMessage): URL | undefined {
 function uploadRoute(answer: (request: JsonBodyRequest) => Promise<UploadAnswer>): RequestHandler[] {
   const unencoded: RequestHandler = (req, res, next) => {
     const refusal = encodingRefusal(req.headers['content-encoding']);
-    if (refusal) res.status(refusal.status).json(refusal.body);
+    if (refusal) res.set('connection', 'close').status(refusal.status).json(refusal.body);
+    // Refused before any of it is read (body-parser would read it all to its end first).
+    else if (Number(req.headers['content-length'] ?? 0) > MAX_UPLOAD_BYTES) res.set('connection', 'close').status(TOO_LARGE.status).json(TOO_LARGE.body);
     else next();
   };
   // Any content type is read: wearables do not all send the header.
@@ -188,9 +190,11 @@ export function createApp(
     res.status(404).json({ detail: 'not found' });
   });
   const onError: ErrorRequestHandler = (error: { status?: number; type?: string }, req, res, _next) => {
-    // Bad input is never a 500: an oversized upload body is a 400 that says why.
+    // Bad input is never a 500: an oversized upload body is a 400 that says why. A declared
+    // length over the limit is refused before any of the body is read, and the connection is
+    // closed rather than read to its end.
     if (error.type === 'entity.too.large') {
-      res.status(TOO_LARGE.status).json(TOO_LARGE.body);
+      res.set('connection', 'close').status(TOO_LARGE.status).json(TOO_LARGE.body);
       return;
     }
     const status = typeof error.status === 'number' && error.status >= 400 && error.status < 500 ? error.status : 500;
@@ -327,7 +331,17 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     metrics: metrics.route(),
     debugActors: debugActorsRoute(observeSources),
   });
-  const server: Server = createServer(app);
+  // Slow headers and trickled bodies get a 408 (finding 15); Node checks these timeouts every
+  // connectionsCheckingInterval (30 s by default, which let them run to 60-90 s).
+  const server: Server = createServer(
+    {
+      headersTimeout: config.http.headersTimeoutMs,
+      requestTimeout: Math.max(config.http.requestTimeoutMs, config.http.headersTimeoutMs),
+      keepAliveTimeout: config.http.keepAliveTimeoutMs,
+      connectionsCheckingInterval: Math.min(1_000, config.http.headersTimeoutMs),
+    },
+    app,
+  );
   let accepting = true;
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {

@@ -179,10 +179,16 @@ export function pokeRoute(
 ): Array<RequestHandler | ErrorRequestHandler> {
   const keys = options.keys ?? new IdempotencyKeys();
   const requestTimeoutMs = options.requestTimeoutMs ?? POKE_REQUEST_TIMEOUT_MS;
-  const raw = express.raw({ limit: '16kb', type: () => true, inflate: false });
+  const limit = 16 * 1024;
+  const raw = express.raw({ limit, type: () => true, inflate: false });
+  // A body declared over the limit is refused before any of it is read.
+  const declared: RequestHandler = (req, res, next) => {
+    if (Number(req.headers['content-length'] ?? 0) > limit) res.set('connection', 'close').status(422).json(unreadableBody('body too large'));
+    else next();
+  };
   const unreadable: ErrorRequestHandler = (error: { type?: string }, req, res, next) => {
     if (error.type === 'entity.too.large') {
-      res.status(422).json(unreadableBody('body too large'));
+      res.set('connection', 'close').status(422).json(unreadableBody('body too large'));
       return;
     }
     if (error.type === 'encoding.unsupported') {
@@ -255,5 +261,5 @@ export function pokeRoute(
       res.status(answer.status).json(answer.body);
     }, next);
   };
-  return [raw, unreadable, handler];
+  return [declared, raw, unreadable, handler];
 }
