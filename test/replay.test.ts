@@ -42,7 +42,7 @@ describe('npm run replay (SPEC §11)', () => {
     const lines: string[] = [];
     const summary = await replay({ url: server.url, fps: 200, frames: [Buffer.alloc(10), Buffer.alloc(10)], write: (l) => lines.push(l) });
     expect(summary).toMatchObject({ frames: 2, acks: 2, captions: 0, inferenceErrors: 1 });
-    expect(lines.some((l) => l.endsWith('inference error: open failed: app not deployed'))).toBe(true);
+    expect(lines.some((l) => l.endsWith('inference error: model unavailable'))).toBe(true);
   });
 
   it('refuses clearly when the magic word is wrong', async () => {

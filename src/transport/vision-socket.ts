@@ -14,6 +14,19 @@ export const MAX_PENDING_RESULTS = 16;
 
 export const BINARY_ONLY = JSON.stringify({ error: 'binary frames only' });
 
+/**
+ * What a client reads in `inference_error`, by kind: short and stable. The
+ * model's own message (which may name internal hosts and ports) goes to the
+ * logs and `/debug/actors`, never on the wire (finding 17).
+ */
+export const CLIENT_ERROR_TEXT: Record<string, string> = {
+  'no-credentials': 'no model credentials',
+  'open-failed': 'model unavailable',
+  timeout: 'inference timed out',
+  remote: 'inference failed',
+  'invalid-output': 'invalid inference output',
+};
+
 export interface VisionConnection {
   sessionId: string;
   /** Settles once the session actor has finished closing. */
@@ -86,8 +99,14 @@ export function serveVisionSocket(ws: ServerWebSocket, options: VisionSocketOpti
 
   session.on('chunk.started', ({ frames: count, bytes }) => metrics.observeChunk(count, bytes));
 
-  session.on('inference.outcome', ({ fields, errorKind }) => {
-    if ('inference_error' in fields) metrics.countInferenceError(errorKind ?? 'unknown');
+  session.on('inference.outcome', (outcome) => {
+    let { fields } = outcome;
+    const { errorKind } = outcome;
+    if ('inference_error' in fields) {
+      metrics.countInferenceError(errorKind ?? 'unknown');
+      logger.warn({ kind: errorKind, windowId: fields.window_id, detail: fields.inference_error }, 'inference failed');
+      fields = { ...fields, inference_error: CLIENT_ERROR_TEXT[errorKind ?? ''] ?? 'inference failed' };
+    }
     const hold = 'caption' in fields && options.holdCaptionsUntilStored === true;
     const result = { fields, ready: !hold };
     if ('caption' in fields) {
