@@ -46,7 +46,9 @@ async function startForesight(): Promise<string> {
     VISION_MAX_FRAME_BYTES: String(MAX_FRAME_BYTES),
     // (a)-(d) measure capacity, not the per-connection rate limits: (a) alone sends 50,000
     // frames a second on one connection. The flood scenario runs with the defaults.
-    ...(process.env.BENCH_RATE_LIMITS === 'default' ? {} : { VISION_MAX_MESSAGES_PER_S: '1000000000' }),
+    ...(process.env.BENCH_RATE_LIMITS === 'default'
+      ? {}
+      : { VISION_MAX_MESSAGES_PER_S: '1000000000', VISION_MAX_BYTES_PER_S: '1000000000000' }),
   });
   const latencyMs = Number(process.env.BENCH_INFERENCE_MS ?? 300);
   const server = await startServer({

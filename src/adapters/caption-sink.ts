@@ -43,6 +43,13 @@ export interface CaptionSinkOptions {
    * A full batch goes at once; a flush does not wait.
    */
   lingerMs?: number;
+  /**
+   * The least time between two batches (default 0). A caption that comes while
+   * the writer is idle goes at once; under load, captions gather for at most
+   * this long, so a writer in another thread is woken at most 1000/spacingMs
+   * times a second, whatever the caption rate.
+   */
+  spacingMs?: number;
   maxAttempts?: number;
   baseDelayMs?: number;
   maxDelayMs?: number;
@@ -68,6 +75,9 @@ export function createCaptionSink(writer: CaptionWriter, options: CaptionSinkOpt
   const concurrency = options.concurrency ?? 4;
   const batchSize = options.batchSize ?? 1;
   const lingerMs = options.lingerMs ?? 0;
+  const spacingMs = options.spacingMs ?? 0;
+  let lastBatchAt = -Infinity;
+  let spacing: NodeJS.Timeout | null = null;
   const maxAttempts = options.maxAttempts ?? 5;
   const baseDelayMs = options.baseDelayMs ?? 200;
   const maxDelayMs = options.maxDelayMs ?? 10_000;
@@ -98,6 +108,17 @@ export function createCaptionSink(writer: CaptionWriter, options: CaptionSinkOpt
 
   const pump = () => {
     while (runningBatches < concurrency && queue.length > 0) {
+      if (spacingMs > 0 && !flushing) {
+        const wait = lastBatchAt + spacingMs - performance.now();
+        if (wait > 0) {
+          spacing ??= setTimeout(() => {
+            spacing = null;
+            pump();
+          }, wait);
+          break;
+        }
+        lastBatchAt = performance.now();
+      }
       void run(queue.splice(0, batchSize));
     }
     if (queue.length === 0 && linger !== null) {

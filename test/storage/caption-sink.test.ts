@@ -184,6 +184,31 @@ describe('createCaptionSink', () => {
     expect(batches).toEqual([['w-0', 'w-1'], ['w-2']]);
   });
 
+  it('writes a caption at once when idle, and gathers the next ones for at most spacingMs', async () => {
+    const { batches, writer } = recording();
+    const sink = createCaptionSink(writer, { logger: quiet, batchSize: 10, concurrency: 1, spacingMs: 40 });
+    const first = sink.write(caption(0));
+    expect(batches).toEqual([['w-0']]);
+    expect(await first).toBe(true);
+    const later = [1, 2, 3].map((n) => sink.write(caption(n)));
+    expect(batches).toEqual([['w-0']]); // within 40 ms of the last batch: they wait, together
+    expect(await Promise.all(later)).toEqual([true, true, true]);
+    expect(batches).toEqual([['w-0'], ['w-1', 'w-2', 'w-3']]);
+    // Flushing does not wait out the spacing.
+    sink.write(caption(4));
+    expect(await sink.flush(1_000)).toBe(0);
+    expect(batches.at(-1)).toEqual(['w-4']);
+  });
+
+  it('says whether each caption was stored', async () => {
+    const { writer } = recording((n) => (n === 1 ? err({ retryable: false, message: 'constraint' }) : ok(undefined)));
+    const sink = createCaptionSink(writer, { logger: quiet, concurrency: 1, maxQueue: 2 });
+    const refused = sink.write(caption(0));
+    const stored = sink.write(caption(1));
+    const dropped = sink.write(caption(2)); // the queue holds 2
+    expect(await Promise.all([refused, stored, dropped])).toEqual([false, true, false]);
+  });
+
   it('retries a failed batch whole, each caption counted', async () => {
     const { batches, writer } = recording((n) => (n === 1 ? err({ retryable: true, message: 'busy' }) : ok(undefined)));
     const sink = createCaptionSink(writer, { logger: quiet, batchSize: 2, lingerMs: 60_000, baseDelayMs: 1, maxDelayMs: 1 });
