@@ -44,6 +44,14 @@ const Opcode = { continuation: 0x0, text: 0x1, binary: 0x2, close: 0x8, ping: 0x
 const Phase = { header: 0, payload: 1, failed: 2 } as const;
 type Phase = (typeof Phase)[keyof typeof Phase];
 
+/**
+ * A text message is never a frame (the server only answers it), so it may be
+ * this long at most; a longer one closes the connection with 1009. Its bytes
+ * go into one buffer per message, not one per fragment: 1-byte fragments cost
+ * their bytes, not an object each.
+ */
+export const MAX_TEXT_BYTES = 4 * 1024;
+
 /** Below this a JavaScript loop unmasks, as `ws` does: the call into the native helper costs more. */
 const NATIVE_MASK_MIN = 48;
 /** A reused message buffer this much larger than the message it would hold is replaced by a smaller one. */
@@ -111,7 +119,8 @@ export class FrameReader {
   private slot = 0;
   private target: Uint8Array | null = null;
   private targetIsSlot = false;
-  private textParts: Uint8Array[] = [];
+  /** The text message being assembled (at most MAX_TEXT_BYTES). */
+  private text: Uint8Array | null = null;
   private control: Uint8Array | null = null;
 
   private readonly maxMessageBytes: number;
@@ -222,7 +231,19 @@ export class FrameReader {
       return false;
     }
     if (this.opcode !== Opcode.continuation) this.messageOpcode = this.opcode;
-    if (this.messageOpcode === Opcode.binary) this.target = this.binaryTarget(total);
+    if (this.messageOpcode === Opcode.binary) {
+      this.target = this.binaryTarget(total);
+    } else {
+      if (total > MAX_TEXT_BYTES) {
+        this.failWith(CloseCode.tooBig, 'Text message too big: this server reads binary frames');
+        return false;
+      }
+      if (!this.text || this.text.byteLength < total) {
+        const grown = new Uint8Array(Math.min(MAX_TEXT_BYTES, Math.max(total, 2 * (this.text?.byteLength ?? 0))));
+        if (this.text && this.messageLength > 0) grown.set(this.text.subarray(0, this.messageLength));
+        this.text = grown;
+      }
+    }
     return true;
   }
 
@@ -257,6 +278,18 @@ export class FrameReader {
     return next;
   }
 
+  /**
+   * Hands the reused message buffers back to the frame pool between messages
+   * (an idle connection need not hold two buffers as large as its largest
+   * message); it takes new ones when the next large message comes.
+   */
+  releaseBuffers(): void {
+    if (this.phase !== Phase.header || this.headerLength > 0 || this.messageOpcode !== 0) return;
+    for (const buffer of this.slots) if (buffer && framePool.isLent(buffer)) framePool.giveBack(buffer);
+    this.slots[0] = null;
+    this.slots[1] = null;
+  }
+
   /** Hands the reader's buffers back to the frame pool; it reads nothing after this. */
   dispose(): void {
     for (const buffer of this.slots) if (buffer) framePool.giveBack(buffer);
@@ -273,9 +306,7 @@ export class FrameReader {
     } else if (this.messageOpcode === Opcode.binary) {
       unmaskInto(data, at, length, header, keyAt, phase, this.target as Uint8Array, this.messageLength + this.payloadRead);
     } else {
-      const part = new Uint8Array(length);
-      unmaskInto(data, at, length, header, keyAt, phase, part, 0);
-      this.textParts.push(part);
+      unmaskInto(data, at, length, header, keyAt, phase, this.text as Uint8Array, this.messageLength + this.payloadRead);
     }
     this.payloadRead += length;
   }
@@ -304,8 +335,8 @@ export class FrameReader {
       this.events.binary(buffer.byteLength === length ? buffer : buffer.subarray(0, length));
       return;
     }
-    const text = this.textParts.length === 1 ? (this.textParts[0] as Uint8Array) : Buffer.concat(this.textParts, length);
-    this.textParts = [];
+    const text = (this.text ?? EMPTY).subarray(0, length);
+    this.text = null;
     if (!isUtf8(text)) {
       this.failWith(CloseCode.invalidPayload, 'Invalid WebSocket frame: invalid UTF-8 sequence');
       return;
@@ -335,7 +366,7 @@ export class FrameReader {
 
   private failWith(code: number, reason: string): void {
     this.phase = Phase.failed;
-    this.textParts = [];
+    this.text = null;
     this.target = null;
     this.events.fail(code, reason);
   }

@@ -37,6 +37,40 @@ function feedInPieces(reader: FrameReader, data: Uint8Array, cuts: number[]): vo
 }
 
 describe('FrameReader', () => {
+  it('gives its reused message buffers back to the pool between messages, and takes new ones after', () => {
+    const { reader, events, feed } = recorder(8 << 20);
+    const big = pattern(1 << 20, 7);
+    feed(rawFrame(Op.binary, big));
+    feed(rawFrame(Op.binary, big));
+    const held = (reader as unknown as { slots: Array<Uint8Array | null> }).slots.filter((b) => b !== null);
+    expect(held).toHaveLength(2);
+    expect(held.every((b) => framePool.isLent(b!))).toBe(true);
+    reader.releaseBuffers();
+    expect(held.every((b) => !framePool.isLent(b!))).toBe(true);
+    expect((reader as unknown as { slots: Array<Uint8Array | null> }).slots).toEqual([null, null]);
+    // Not in the middle of a message: a frame cut after its header keeps its buffer.
+    const frame = rawFrame(Op.binary, big);
+    feed(frame.subarray(0, 100));
+    reader.releaseBuffers();
+    feed(frame.subarray(100));
+    expect(events.at(-1)).toEqual({ binary: digest(big) });
+  });
+
+
+  it('assembles a text message of a thousand 1-byte fragments into one, and refuses text over 4 KiB with 1009', () => {
+    const { events, feed } = recorder();
+    const fragments = [rawFrame(Op.text, 'h', { fin: false })];
+    for (let i = 0; i < 998; i++) fragments.push(rawFrame(Op.continuation, 'a', { fin: false }));
+    fragments.push(rawFrame(Op.continuation, '!'));
+    feed(Buffer.concat(fragments));
+    expect(events).toEqual([{ text: `h${'a'.repeat(998)}!` }]);
+
+    const big = recorder();
+    big.feed(Buffer.concat([rawFrame(Op.text, 'x'.repeat(4000), { fin: false }), rawFrame(Op.continuation, 'y'.repeat(200))]));
+    expect(big.events).toEqual([{ fail: [1009, 'Text message too big: this server reads binary frames'] }]);
+  });
+
+
   it('unmasks binary messages of every length encoding, whole or cut at any point', () => {
     const sizes = [0, 1, 3, 47, 48, 125, 126, 4095, 4096, 65535, 65536, 70001];
     const payloads = sizes.map((size, i) => pattern(size, i + 1));
