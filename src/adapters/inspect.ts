@@ -5,6 +5,7 @@ import { createInspector, createWebSocketInspector, type StatelyInspectionEvent 
 import { WebSocket, WebSocketServer } from 'ws';
 import type { InspectionEvent, Observer } from 'xstate';
 import { isAuthorized } from '../auth.ts';
+import { answerAndClose } from '../transport/websocket.ts';
 
 /** Keys whose values never leave the process. */
 const SECRET_KEY = /(api[-_]?key|token[-_]?(id|secret)|secret|magic[-_]?word|authorization|password)$/i;
@@ -164,10 +165,8 @@ class Relay {
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
     const url = URL.parse(req.url ?? '/', 'http://localhost');
-    const refuse = (status: number, text: string) => {
-      if (socket.writable) socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-      else socket.destroy();
-    };
+    const refuse = (status: number, text: string) =>
+      answerAndClose(socket, `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     if (!url) return refuse(400, 'Bad Request');
     if (!isAuthorized(this.magicWord, req.headers, url)) return refuse(403, 'Forbidden');
     if (this.viewers.size >= INSPECTOR_LIMITS.viewers) return refuse(503, 'Service Unavailable');

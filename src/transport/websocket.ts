@@ -121,10 +121,30 @@ function upgradeRefusal(req: IncomingMessage): UpgradeRefusal | undefined {
   return undefined;
 }
 
+/**
+ * Writes the answer to a request that will not be upgraded and closes the
+ * socket, whatever the peer does: an upgraded socket has no timeouts and lets
+ * a peer keep its half open, so only `end` would leave the descriptor held for
+ * as long as a peer that never sends its FIN likes.
+ */
+export function answerAndClose(socket: Duplex, response: string): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const cut = setTimeout(() => socket.destroy(), 1_000);
+  cut.unref();
+  socket.end(response, () => {
+    clearTimeout(cut);
+    socket.destroy();
+  });
+}
+
 function refuse(socket: Duplex, { status, message }: UpgradeRefusal): void {
   const reason = status === 405 ? 'Method Not Allowed' : 'Bad Request';
   const extra = status === 400 ? 'Sec-WebSocket-Version: 13, 8\r\n' : '';
-  socket.end(
+  answerAndClose(
+    socket,
     `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain\r\n${extra}` +
       `Content-Length: ${Buffer.byteLength(message)}\r\n\r\n${message}`,
   );
@@ -356,6 +376,8 @@ export class ServerWebSocket {
       this.terminate();
       return false;
     }
+    // Quiet for a while: the reused message buffers go back to the pool (at most 8 MiB a connection otherwise).
+    if (now - this.lastHeardAt >= IDLE_RELEASE_MS) this.reader.releaseBuffers();
     if (now - this.lastPingAt >= intervalMs && !this.closeSent) {
       this.lastPingAt = now;
       this.write(PING);
@@ -477,7 +499,10 @@ export class ServerWebSocket {
   }
 
   private underRate(): void {
-    this.limitedSince = null;
+    const limits = this.limits as RateLimits;
+    // A peer held at its rate hovers near an empty bucket: only one that has let it fill halfway
+    // is no longer over its rate (else the close after `closeAfterMs` would never come).
+    if (this.frameCredit >= limits.framesPerSecond / 2 && this.byteCredit >= limits.bytesPerSecond / 2) this.limitedSince = null;
     if (this.rateLimited) {
       this.rateLimited = false;
       this.updateReading();
@@ -566,6 +591,9 @@ export class ServerWebSocket {
 }
 
 const PING = Buffer.from([0x89, 0x00]);
+
+/** A connection that sent nothing for this long gives its reused message buffers back. */
+const IDLE_RELEASE_MS = 5_000;
 
 export interface HeartbeatOptions {
   /** Each connection is pinged this often. */

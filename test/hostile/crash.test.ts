@@ -1,3 +1,4 @@
+import { readdirSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChildServer } from '../helpers/child-server.ts';
@@ -71,6 +72,24 @@ describe('input that ended the process (findings 1 and 2)', () => {
       if (i % 50 === 49) await Promise.all(cycles.splice(0));
     }
     await Promise.all(cycles);
+    await servesAFreshClient();
+  });
+
+  it('closes a refused upgrade whatever the peer does: one that never sends its FIN holds no descriptor', async () => {
+    const descriptors = () => readdirSync(`/proc/${server.child.pid}/fd`).length;
+    const before = descriptors();
+    const peers: Socket[] = [];
+    const answered: Array<Promise<unknown>> = [];
+    for (let i = 0; i < 200; i++) {
+      const peer = connect({ port: server.port, host: '127.0.0.1', allowHalfOpen: true });
+      peer.on('error', () => undefined);
+      answered.push(new Promise((resolve) => peer.once('data', resolve)));
+      peer.write(`GET ${i % 2 ? '/nope' : '/vision/stream'} HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`);
+      peers.push(peer); // answered 404 or 403, and never ended from this side
+    }
+    await Promise.all(answered);
+    await expect.poll(descriptors, { timeout: 5_000 }).toBeLessThan(before + 20);
+    for (const peer of peers) peer.destroy();
     await servesAFreshClient();
   });
 });
