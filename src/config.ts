@@ -72,6 +72,7 @@ const envSchema = z.object({
   ),
   VISION_MAX_FRAME_BYTES: number(4_194_304, (n) => n.int().min(1).max(64 * 1024 * 1024)),
   VISION_MAX_QUEUED_BYTES: number(65_536, (n) => n.int().min(16_384).max(64 * 1024 * 1024)),
+  VISION_MAX_CONNECTIONS: number(10_000, (n) => n.int().min(1).max(1_000_000)),
   VISION_SLOW_CLIENT_TIMEOUT_S: number(30, (n) => n.positive().max(3600)),
   VISION_MAX_MESSAGES_PER_S: number(300, (n) => n.positive()),
   VISION_MAX_BYTES_PER_S: number(268_435_456, (n) => n.positive()),
@@ -136,6 +137,8 @@ export interface Config {
     maxFrameBytes: number;
     /** Bytes queued for a peer past which its socket stops reading. */
     maxQueuedBytes: number;
+    /** Glasses connections at once; an upgrade past them gets 503. */
+    maxConnections: number;
     /** A client throttled (not reading its acks) this long is closed with 1008. */
     slowClientTimeoutMs: number;
     /** Per-connection rate limits: frames and bytes a second; over them this long, closed with 1008. */
@@ -199,6 +202,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       prompt: e.VISION_PROMPT,
       maxFrameBytes: e.VISION_MAX_FRAME_BYTES,
       maxQueuedBytes: e.VISION_MAX_QUEUED_BYTES,
+      maxConnections: e.VISION_MAX_CONNECTIONS,
       slowClientTimeoutMs: Math.round(e.VISION_SLOW_CLIENT_TIMEOUT_S * 1000),
       maxMessagesPerSecond: e.VISION_MAX_MESSAGES_PER_S,
       maxBytesPerSecond: e.VISION_MAX_BYTES_PER_S,

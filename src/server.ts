@@ -40,7 +40,14 @@ import {
   type UploadAnswer,
 } from './schemas/uploads.ts';
 import { serveVisionSocket, type VisionConnection } from './transport/vision-socket.ts';
-import { acceptWebSocket, canTakeOverHandles, startHeartbeat, type HandleOf, type ServerWebSocket } from './transport/websocket.ts';
+import {
+  acceptWebSocket,
+  answerAndClose,
+  canTakeOverHandles,
+  startHeartbeat,
+  type HandleOf,
+  type ServerWebSocket,
+} from './transport/websocket.ts';
 import { StartupError } from './startup-error.ts';
 
 type Clock = NonNullable<ActorOptions<AnyActorLogic>['clock']>;
@@ -98,12 +105,9 @@ const REASONS: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 
 
 /** Answers an upgrade request that will not be upgraded, and closes the connection. */
 function refuseUpgrade(socket: Duplex, status: 400 | 403 | 404 | 500 | 503, detail: string): void {
-  if (!socket.writable) {
-    socket.destroy();
-    return;
-  }
   const text = JSON.stringify({ detail });
-  socket.end(
+  answerAndClose(
+    socket,
     `HTTP/1.1 ${status} ${REASONS[status]}\r\nContent-Type: application/json\r\n` +
       `Content-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
   );
@@ -363,6 +367,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     if (url.pathname !== VISION_PATH) return refuseUpgrade(socket, 404, 'not found');
     if (!accepting) return refuseUpgrade(socket, 503, 'shutting down');
     if (!isAuthorized(config.magicWord, req.headers, url)) return refuseUpgrade(socket, 403, 'forbidden');
+    if (sockets.size >= config.vision.maxConnections) return refuseUpgrade(socket, 503, 'too many connections');
     const modal = modalTargetFromHeaders(req.headers);
     const ws = acceptWebSocket(req, socket, head, {
       maxMessageBytes: config.vision.maxFrameBytes,

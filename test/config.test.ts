@@ -26,6 +26,7 @@ describe('loadConfig (SPEC §10)', () => {
       maxInferenceFailures: 3,
       degradedCooldownMs: 30_000,
       maxQueuedBytes: 65_536,
+      maxConnections: 10_000,
       slowClientTimeoutMs: 30_000,
       maxMessagesPerSecond: 300,
       maxBytesPerSecond: 268_435_456,

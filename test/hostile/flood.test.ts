@@ -57,17 +57,18 @@ describe('one bound on what the server queues for a peer, whatever the message (
 });
 
 describe('per-connection rate limits (finding 4)', () => {
-  it('reads a flooding peer no faster than its rate, and closes it with 1008 when it stays over', async () => {
+  it.each([1, 100])('reads a peer flooding %i-byte frames no faster than its rate, and closes it with 1008 when it stays over', async (size) => {
     await start({ VISION_MAX_MESSAGES_PER_S: '500', VISION_RATE_LIMIT_CLOSE_S: '1' });
     const flooder = await RawWebSocket.open(server!.url);
     raws.push(flooder);
     const neighbour = await GlassesClient.connect(server!.url);
     const started = performance.now();
-    const burst = Buffer.concat(Array.from({ length: 1024 }, () => rawFrame(Op.binary, Buffer.from([1]))));
+    const one = rawFrame(Op.binary, Buffer.alloc(size, 1));
+    const burst = Buffer.concat(Array.from({ length: 1024 }, () => one));
     let written = 0;
-    // Flood for 3 s at most; the server closes the flooder well before.
-    while (!flooder.closed && flooder.closeCode() === undefined && performance.now() - started < 3_000) {
-      written += (await flooder.flood(burst, burst.length * 64)) / 7;
+    // Flood for 4 s at most; the server closes the flooder well before.
+    while (!flooder.closed && flooder.closeCode() === undefined && performance.now() - started < 4_000) {
+      written += (await flooder.flood(burst, burst.length * 64)) / one.length;
       neighbour.send(frame(10));
     }
     const seconds = (performance.now() - started) / 1000;
@@ -91,3 +92,18 @@ describe('per-connection rate limits (finding 4)', () => {
     await client.close();
   });
 });
+
+describe('a cap on connections', () => {
+  it('answers 503 past VISION_MAX_CONNECTIONS, and takes one again once one has gone', async () => {
+    await start({ VISION_MAX_CONNECTIONS: '2' });
+    const a = await GlassesClient.connect(server!.url);
+    await GlassesClient.connect(server!.url);
+    await expect(GlassesClient.connect(server!.url)).rejects.toThrow('unexpected response 503');
+    await a.close();
+    await expect.poll(() => server!.connections().size).toBe(1);
+    const c = await GlassesClient.connect(server!.url);
+    c.send(frame(8));
+    await c.until(() => c.acks.length === 1);
+  });
+});
+
