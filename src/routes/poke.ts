@@ -27,8 +27,9 @@ export interface PokeRequests {
    */
   send(message: string, apiKey: string, timeoutMs?: number): Promise<PokeOutcome>;
   /**
-   * Cancels every request (shutdown): resolves once each has its outcome, or
-   * after `graceMs` with `server shutting down` for the ones still waiting.
+   * Cancels every request (shutdown): resolves once each has its outcome. One
+   * never sent is answered `server shutting down` (503); one whose attempt is
+   * still under way after `graceMs` is answered 502 (Poke may have it).
    */
   cancelAll(graceMs: number): Promise<void>;
 }
@@ -52,7 +53,14 @@ export function pokeRequests(supervisor: Actor<typeof supervisorMachine>): PokeR
   };
 
   const gaveUp = (reason: string): PokeOutcome => ({ ok: false, reason, attempts: 0, cancelled: true });
-  const stopping = (attempts = 0): PokeOutcome => ({ ok: false, reason: 'server shutting down', attempts, cancelled: true, shuttingDown: true });
+  /** At shutdown: never sent (503, may be tried again), or cut after an attempt (502: Poke may have it). */
+  const stopping = (attempts: number): PokeOutcome => ({
+    ok: false,
+    reason: attempts === 0 ? 'server shutting down' : 'server shutting down while the message was being sent',
+    attempts,
+    cancelled: true,
+    shuttingDown: true,
+  });
 
   return {
     send(message, apiKey, timeoutMs = POKE_REQUEST_TIMEOUT_MS) {
@@ -83,7 +91,7 @@ export function pokeRequests(supervisor: Actor<typeof supervisorMachine>): PokeR
           ([requestId, settle]) =>
             new Promise<void>((done) => {
               pending.set(requestId, (outcome) => {
-                settle(outcome.ok || !outcome.cancelled ? outcome : stopping(outcome.attempts));
+                settle(outcome.ok || !outcome.cancelled || outcome.shuttingDown ? outcome : stopping(outcome.attempts));
                 done();
               });
               ref?.send({ type: 'poke.cancel', requestId });
@@ -93,7 +101,9 @@ export function pokeRequests(supervisor: Actor<typeof supervisorMachine>): PokeR
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([answered, new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
       clearTimeout(timer);
-      for (const settle of pending.values()) settle(stopping());
+      // Still waiting after the grace: an attempt is under way (queued and backoff ones answer at
+      // once), and Poke may have the message. A 502, not a 503 that invites a retry.
+      for (const settle of pending.values()) settle(stopping(1));
     },
   };
 }
@@ -101,54 +111,86 @@ export function pokeRequests(supervisor: Actor<typeof supervisorMachine>): PokeR
 /**
  * `Idempotency-Key` (draft-ietf-httpapi-idempotency-key-header): the first
  * outcome of a request is kept for a day, under the key and the Poke key it was
- * sent with; a retry with the same key and body gets that outcome again instead
- * of a second SMS (409 while the first is still under way, 422 with another body).
- * Outcomes of requests that never went out (queue full, no key) are not kept.
+ * sent with (its scope); a retry with the same key and body gets that outcome
+ * again instead of a second SMS (409 while the first is still under way, 422
+ * with another body). Outcomes of requests that never went out (queue full,
+ * no key) are not kept.
+ *
+ * Bounds: `maxKeys` per scope and `maxScopes` scopes. A full scope forgets its
+ * oldest answered key; a key still under way is never forgotten (a scope full
+ * of them refuses new keys), and one caller's keys never push out another's:
+ * a new scope past `maxScopes` replaces the least recently used scope with
+ * nothing under way.
  */
 export class IdempotencyKeys {
-  private readonly entries = new Map<string, { fingerprint: string; answer?: { status: number; body: unknown }; expiresAt: number }>();
-
+  private readonly scopes = new Map<string, Map<string, { fingerprint: string; answer?: { status: number; body: unknown }; expiresAt: number }>>();
   private readonly ttlMs: number;
   private readonly maxKeys: number;
+  private readonly maxScopes: number;
   private readonly now: () => number;
 
-  constructor(ttlMs = 24 * 60 * 60 * 1000, maxKeys = 10_000, now: () => number = Date.now) {
-    this.ttlMs = ttlMs;
-    this.maxKeys = maxKeys;
-    this.now = now;
+  constructor(options: { ttlMs?: number; maxKeys?: number; maxScopes?: number; now?: () => number } = {}) {
+    this.ttlMs = options.ttlMs ?? 24 * 60 * 60 * 1000;
+    this.maxKeys = options.maxKeys ?? 1_000;
+    this.maxScopes = options.maxScopes ?? 1_000;
+    this.now = options.now ?? Date.now;
   }
 
-  /** Where a request with this key stands: new (now claimed), in progress, a mismatch, or answered. */
-  begin(scope: string, key: string, fingerprint: string): { state: 'new' } | { state: 'in-progress' } | { state: 'mismatch' } | { state: 'answered'; status: number; body: unknown } {
-    this.expire();
-    const id = `${scope}:${key}`;
-    const entry = this.entries.get(id);
-    if (!entry) {
-      this.entries.set(id, { fingerprint, expiresAt: this.now() + this.ttlMs });
-      while (this.entries.size > this.maxKeys) this.entries.delete(this.entries.keys().next().value as string);
-      return { state: 'new' };
+  /** Where a request with this key stands: new (now claimed), in progress, a mismatch, answered, or no room. */
+  begin(
+    scope: string,
+    key: string,
+    fingerprint: string,
+  ): { state: 'new' } | { state: 'in-progress' } | { state: 'mismatch' } | { state: 'answered'; status: number; body: unknown } | { state: 'full' } {
+    const keys = this.scopeFor(scope);
+    if (!keys) return { state: 'full' };
+    const now = this.now();
+    for (const [id, entry] of keys) {
+      if (entry.expiresAt > now) break; // insertion order is expiry order
+      if (entry.answer) keys.delete(id);
     }
-    if (entry.fingerprint !== fingerprint) return { state: 'mismatch' };
-    if (!entry.answer) return { state: 'in-progress' };
-    return { state: 'answered', ...entry.answer };
+    const entry = keys.get(key);
+    if (entry) {
+      if (entry.fingerprint !== fingerprint) return { state: 'mismatch' };
+      if (!entry.answer) return { state: 'in-progress' };
+      return { state: 'answered', ...entry.answer };
+    }
+    if (keys.size >= this.maxKeys) {
+      const oldestAnswered = [...keys].find(([, e]) => e.answer !== undefined)?.[0];
+      if (oldestAnswered === undefined) return { state: 'full' };
+      keys.delete(oldestAnswered);
+    }
+    keys.set(key, { fingerprint, expiresAt: now + this.ttlMs });
+    return { state: 'new' };
   }
 
   /** Keeps the answer of a claimed key; `keep: false` forgets the key (the request never went out). */
   finish(scope: string, key: string, answer: { status: number; body: unknown }, keep: boolean): void {
-    const id = `${scope}:${key}`;
-    if (!keep) this.entries.delete(id);
+    const keys = this.scopes.get(scope);
+    if (!keys) return;
+    if (!keep) keys.delete(key);
     else {
-      const entry = this.entries.get(id);
+      const entry = keys.get(key);
       if (entry) entry.answer = answer;
     }
   }
 
-  private expire(): void {
-    const now = this.now();
-    for (const [id, entry] of this.entries) {
-      if (entry.expiresAt > now) break; // insertion order is expiry order
-      this.entries.delete(id);
+  /** The scope's keys, most recently used last; a new scope may replace an idle one. */
+  private scopeFor(scope: string) {
+    let keys = this.scopes.get(scope);
+    if (keys) {
+      this.scopes.delete(scope);
+      this.scopes.set(scope, keys);
+      return keys;
     }
+    if (this.scopes.size >= this.maxScopes) {
+      const idle = [...this.scopes].find(([, k]) => [...k.values()].every((e) => e.answer !== undefined))?.[0];
+      if (idle === undefined) return undefined;
+      this.scopes.delete(idle);
+    }
+    keys = new Map();
+    this.scopes.set(scope, keys);
+    return keys;
   }
 }
 
@@ -246,17 +288,21 @@ export function pokeRoute(
         res.status(seen.status).set('idempotent-replayed', 'true').json(seen.body);
         return;
       }
+      if (seen.state === 'full') {
+        res.status(503).json({ detail: 'too many Idempotency-Keys under way' });
+        return;
+      }
     }
     pokes.send(parsed.data.message, apiKey, requestTimeoutMs).then((outcome) => {
       const answer = outcome.ok
         ? { status: 200, body: { success: true, data: outcome.data } }
-        : outcome.queueFull || outcome.shuttingDown
+        : outcome.queueFull || (outcome.shuttingDown && outcome.attempts === 0)
           ? { status: 503, body: { detail: outcome.reason } }
           : outcome.cancelled && outcome.attempts === 0
             ? { status: 504, body: { detail: `${outcome.reason}: not sent` } }
             : { status: 502, body: { detail: outcome.reason } };
       // A request that never went out (queue full, or cancelled before any attempt) may be tried again.
-      const neverSent = !outcome.ok && (outcome.queueFull === true || outcome.shuttingDown === true || (outcome.cancelled === true && outcome.attempts === 0));
+      const neverSent = !outcome.ok && (outcome.queueFull === true || (outcome.cancelled === true && outcome.attempts === 0));
       if (key !== undefined) keys.finish(scope, key, answer, !neverSent);
       res.status(answer.status).json(answer.body);
     }, next);

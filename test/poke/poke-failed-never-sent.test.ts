@@ -130,18 +130,57 @@ describe('Idempotency-Key (finding 6)', () => {
 });
 
 describe('shutdown answers what is in flight (finding 16)', () => {
-  it('answers a /poke/send whose attempt hangs with 503 before it stops, and sends nothing after', async () => {
+  it('answers a /poke/send whose attempt hangs with 502 before it stops (Poke may have it), and sends nothing after', async () => {
     const url = await start(hold);
     const pending = send(url, 'at shutdown');
     await poke!.until(() => poke!.received.length === 1);
     const started = performance.now();
     const closing = server!.close();
     const res = await pending;
-    expect(res.status).toBe(503);
-    expect(await res.json()).toEqual({ detail: 'server shutting down' });
+    expect(res.status).toBe(502);
+    expect(await res.json()).toEqual({ detail: 'server shutting down while the message was being sent' });
     await closing;
     server = undefined;
     expect(performance.now() - started).toBeLessThan(8_000);
     expect(messages()).toEqual(['at shutdown']);
+  });
+});
+
+describe('shutdown, a send that never went out', () => {
+  it('answers 503 for a send still queued, which may be tried again', async () => {
+    const url = await start(hold, {}, { concurrency: 1 });
+    void send(url, 'in flight');
+    await poke!.until(() => poke!.received.length === 1);
+    const queued = send(url, 'queued', { 'idempotency-key': 'q-1' });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const closing = server!.close();
+    const res = await queued;
+    expect(res.status).toBe(503);
+    expect(await res.json()).toEqual({ detail: 'server shutting down' });
+    await closing;
+    server = undefined;
+    expect(messages()).toEqual(['in flight']);
+  });
+});
+
+describe('IdempotencyKeys bounds', () => {
+  it("never forgets a key under way, and one caller's keys never push out another's", async () => {
+    const { IdempotencyKeys } = await import('../../src/routes/poke.ts');
+    const keys = new IdempotencyKeys({ maxKeys: 3, maxScopes: 2 });
+    expect(keys.begin('victim', 'k', 'm')).toEqual({ state: 'new' }); // under way
+    // Another caller floods its own scope: its oldest answered keys go, nothing of the victim's.
+    for (let i = 0; i < 100; i++) {
+      expect(keys.begin('flood', `f${i}`, 'x')).toEqual({ state: 'new' });
+      keys.finish('flood', `f${i}`, { status: 502, body: {} }, true);
+    }
+    expect(keys.begin('victim', 'k', 'm')).toEqual({ state: 'in-progress' });
+    // A third caller finds no scope with nothing under way but the flood's: that one goes.
+    expect(keys.begin('third', 't', 'y')).toEqual({ state: 'new' });
+    expect(keys.begin('victim', 'k', 'm')).toEqual({ state: 'in-progress' });
+    keys.finish('victim', 'k', { status: 200, body: { ok: 1 } }, true);
+    expect(keys.begin('victim', 'k', 'm')).toEqual({ state: 'answered', status: 200, body: { ok: 1 } });
+    // A scope full of keys under way takes no more.
+    for (const k of ['a', 'b', 'c']) expect(keys.begin('third', `${k}x`, 'y').state).toMatch(/new|full/);
+    expect(keys.begin('third', 'zz', 'y')).toEqual({ state: 'full' });
   });
 });
