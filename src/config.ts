@@ -51,6 +51,7 @@ const envSchema = z.object({
   HTTP_HEADERS_TIMEOUT_S: number(10, (n) => n.positive().max(3600)),
   HTTP_REQUEST_TIMEOUT_S: number(30, (n) => n.positive().max(3600)),
   HTTP_KEEP_ALIVE_TIMEOUT_S: number(5, (n) => n.positive().max(3600)),
+  OBSERVE_CACHE_S: number(1, (n) => n.min(0).max(60)),
   MAGIC_WORD: magicWordSchema,
   DATABASE_PATH: optionalText.transform((v) => v ?? './data/foresight.db'),
   DATABASE_BUSY_TIMEOUT_MS: number(5_000, (n) => n.int().min(0).max(600_000)),
@@ -116,6 +117,11 @@ export interface Config {
    * keep-alive connection is closed after `keepAliveTimeoutMs`.
    */
   http: { headersTimeoutMs: number; requestTimeoutMs: number; keepAliveTimeoutMs: number };
+  /**
+   * `/metrics` and `/debug/actors` are rendered at most once per `cacheMs` (requests in that
+   * time share the answer); `/debug/actors` lists at most `maxListedSessions` sessions.
+   */
+  observe: { cacheMs: number; maxListedSessions: number };
   magicWord: string | undefined;
   databasePath: string;
   /** How long a store write waits for another process's lock before failing (then 503). */
@@ -189,6 +195,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       requestTimeoutMs: Math.round(e.HTTP_REQUEST_TIMEOUT_S * 1000),
       keepAliveTimeoutMs: Math.round(e.HTTP_KEEP_ALIVE_TIMEOUT_S * 1000),
     },
+    observe: { cacheMs: Math.round(e.OBSERVE_CACHE_S * 1000), maxListedSessions: 200 },
     magicWord: e.MAGIC_WORD,
     databasePath: e.DATABASE_PATH,
     databaseBusyTimeoutMs: e.DATABASE_BUSY_TIMEOUT_MS,

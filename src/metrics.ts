@@ -2,6 +2,7 @@ import type { RequestHandler } from 'express';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Actor } from 'xstate';
 import type { CaptionSink } from './adapters/caption-sink.ts';
+import { renderedAtMostEvery } from './render-cache.ts';
 import type { tickerMachine } from './machines/intervention.ts';
 import {
   INTERVENTION_TICKER,
@@ -221,9 +222,11 @@ export class ServerMetrics implements StreamMetrics {
     this.inferenceErrors.inc({ kind });
   }
 
-  route(): RequestHandler {
+  /** `GET /metrics`, rendered at most once per `cacheMs` (concurrent scrapes share one render). */
+  route(cacheMs = 0): RequestHandler {
+    const render = renderedAtMostEvery(cacheMs, () => this.registry.metrics());
     return (_req, res, next) => {
-      this.registry.metrics().then((text) => {
+      render().then((text) => {
         res.type(this.registry.contentType).send(text);
       }, next);
     };

@@ -300,6 +300,8 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
           port: config.inspect.port,
           host: config.inspect.host,
           magicWord: config.magicWord,
+          pingIntervalMs: config.vision.pingIntervalMs,
+          peerTimeoutMs: config.vision.peerTimeoutMs,
           ...(deps.inspectorRelayUrl ? { relayUrl: deps.inspectorRelayUrl } : {}),
         })
       : undefined;
@@ -333,8 +335,8 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   const observeSources = { supervisor, connections: () => connections, captionSink, totals };
   const metrics = new ServerMetrics(observeSources);
   const { app, drain } = createApp(config, store, logger, pokes, {
-    metrics: metrics.route(),
-    debugActors: debugActorsRoute(observeSources),
+    metrics: metrics.route(config.observe.cacheMs),
+    debugActors: debugActorsRoute(observeSources, config.observe),
   });
   // Slow headers and trickled bodies get a 408 (finding 15); Node checks these timeouts every
   // connectionsCheckingInterval (30 s by default, which let them run to 60-90 s).

@@ -97,6 +97,34 @@ describe('GET /debug/actors (SPEC §3)', () => {
   });
 });
 
+describe('observe routes under a scrape flood', () => {
+  it('render /metrics and /debug/actors at most once per OBSERVE_CACHE_S; concurrent requests share one render', async () => {
+    server = await startServer({ config: testConfig({ OBSERVE_CACHE_S: '60' }) });
+    const scrape = async () => samples(await (await fetch(`${server!.url}/metrics`)).text()).get('foresight_frames_received_total');
+    const tree = async () => ((await (await fetch(`${server!.url}/debug/actors`)).json()) as { sessions: unknown[] }).sessions.length;
+    expect(await scrape()).toBe(0);
+    expect(await tree()).toBe(0);
+    const client = await GlassesClient.connect(server.url);
+    for (let i = 0; i < 3; i++) client.send(frame(10));
+    await client.untilAcks(3);
+    // Inside the window, the first render is the answer.
+    expect(await Promise.all([scrape(), scrape(), scrape()])).toEqual([0, 0, 0]);
+    expect(await tree()).toBe(0);
+    await client.close();
+  });
+
+  it('/debug/actors lists at most maxListedSessions sessions and counts them all', async () => {
+    const config = testConfig();
+    server = await startServer({ config: { ...config, observe: { cacheMs: 0, maxListedSessions: 2 } } });
+    const clients = await Promise.all([0, 1, 2].map(() => GlassesClient.connect(server!.url)));
+    await expect.poll(() => server!.connections().size).toBe(3);
+    const body = (await (await fetch(`${server.url}/debug/actors`)).json()) as { sessionsOpen: number; sessions: Array<{ id: string }> };
+    expect(body.sessionsOpen).toBe(3);
+    expect(body.sessions.map((s) => s.id)).toEqual([...server.connections().keys()].slice(0, 2));
+    await Promise.all(clients.map((c) => c.close()));
+  });
+});
+
 describe('tick metrics', () => {
   it('observes every intervention tick in a duration histogram', async () => {
     server = await startServer({

@@ -66,6 +66,12 @@ export interface InspectionOptions {
   magicWord?: string | undefined;
   /** Reports to an existing relay (`ws://…`) instead of starting one. */
   relayUrl?: string;
+  /**
+   * Viewers are pinged this often (ms); one silent since `peerTimeoutMs` (no pong, no
+   * message) is terminated, so a vanished viewer frees its slot. Defaults: 15 s and 45 s.
+   */
+  pingIntervalMs?: number;
+  peerTimeoutMs?: number;
 }
 
 /**
@@ -118,19 +124,31 @@ class Relay {
   private readonly http: Server;
   private readonly wss: WebSocketServer;
   private readonly magicWord: string | undefined;
+  /** When each viewer was last heard from (pong or message), in ms of `performance.now()`. */
+  private readonly heard = new Map<WebSocket, number>();
+  private readonly heartbeat: NodeJS.Timeout;
 
-  private constructor(http: Server, wss: WebSocketServer, magicWord: string | undefined) {
+  private constructor(http: Server, wss: WebSocketServer, options: InspectionOptions) {
     this.http = http;
     this.wss = wss;
-    this.magicWord = magicWord;
+    this.magicWord = options.magicWord;
     this.adapter = { send: (event: StatelyInspectionEvent) => this.broadcast(event) };
+    const peerTimeoutMs = options.peerTimeoutMs ?? 45_000;
+    this.heartbeat = setInterval(() => {
+      const now = performance.now();
+      for (const ws of this.viewers) {
+        if (now - (this.heard.get(ws) ?? now) >= peerTimeoutMs) ws.terminate();
+        else ws.ping();
+      }
+    }, options.pingIntervalMs ?? 15_000);
+    this.heartbeat.unref();
   }
 
   static async start(options: InspectionOptions): Promise<Relay> {
     const http = createServer();
     // No viewer sends more than a pong; `ws` closes bigger messages with 1009 and bad frames with 1002.
     const wss = new WebSocketServer({ noServer: true, maxPayload: INSPECTOR_LIMITS.viewerMessageBytes, perMessageDeflate: false });
-    const relay = new Relay(http, wss, options.magicWord);
+    const relay = new Relay(http, wss, options);
     http.on('request', (req, res) => {
       const url = URL.parse(req.url ?? '/', 'http://localhost');
       if (!url || url.pathname !== '/') {
@@ -172,10 +190,16 @@ class Relay {
     if (this.viewers.size >= INSPECTOR_LIMITS.viewers) return refuse(503, 'Service Unavailable');
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       this.viewers.add(ws);
+      const heard = () => this.heard.set(ws, performance.now());
+      heard();
       ws.on('error', () => ws.terminate());
-      ws.on('close', () => this.viewers.delete(ws));
+      ws.on('close', () => {
+        this.viewers.delete(ws);
+        this.heard.delete(ws);
+      });
+      ws.on('pong', heard);
       // Viewers only read; whatever they send is dropped, never relayed.
-      ws.on('message', () => undefined);
+      ws.on('message', heard);
       for (const message of this.replay) this.sendTo(ws, message);
     });
   }
@@ -206,6 +230,7 @@ class Relay {
   }
 
   stop(): void {
+    clearInterval(this.heartbeat);
     for (const ws of this.viewers) ws.terminate();
     this.wss.close();
     this.http.close();

@@ -1,13 +1,20 @@
 import type { RequestHandler } from 'express';
 import { INTERVENTION_TICKER, POKE_SENDER } from '../machines/supervisor.ts';
-import { pokeOf, sessionOf, tickerOf, type ObserveSources } from '../metrics.ts';
+import { renderedAtMostEvery } from '../render-cache.ts';
+import { pokeOf, sessionOf, tickerOf, type ObservedConnection, type ObserveSources } from '../metrics.ts';
 
 /** The live actor tree as JSON (SPEC §3 `/debug/actors`): ids, states, counters; never a key or a frame. */
-export function actorTree(s: ObserveSources) {
+export function actorTree(s: ObserveSources, maxListedSessions = Number.POSITIVE_INFINITY) {
   const root = s.supervisor.getSnapshot();
   const poke = pokeOf(s)?.getSnapshot();
   const ticker = tickerOf(s)?.getSnapshot();
-  const sessions = [...s.connections().entries()].map(([id, connection]) => {
+  const all = s.connections();
+  const listed: [string, ObservedConnection][] = [];
+  for (const entry of all) {
+    if (listed.length >= maxListedSessions) break;
+    listed.push(entry);
+  }
+  const sessions = listed.map(([id, connection]) => {
     const snapshot = sessionOf(s, id)?.getSnapshot();
     const c = snapshot?.context;
     return {
@@ -57,13 +64,17 @@ export function actorTree(s: ObserveSources) {
         }
       : null,
     captionSink: s.captionSink.stats(),
+    /** Open sessions; `sessions` lists the first `maxListedSessions` of them, oldest first. */
+    sessionsOpen: all.size,
     sessions,
   };
 }
 
-export function debugActorsRoute(s: ObserveSources): RequestHandler {
-  return (_req, res) => {
-    res.json(actorTree(s));
+/** `GET /debug/actors`, rendered at most once per `cacheMs` and listing at most `maxListedSessions` sessions. */
+export function debugActorsRoute(s: ObserveSources, options: { cacheMs: number; maxListedSessions: number }): RequestHandler {
+  const render = renderedAtMostEvery(options.cacheMs, async () => JSON.stringify(actorTree(s, options.maxListedSessions)));
+  return (_req, res, next) => {
+    render().then((text) => res.type('application/json').send(text), next);
   };
 }
 

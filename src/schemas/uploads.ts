@@ -132,21 +132,34 @@ export const MAX_JSON_DEPTH = 32;
  * would drop it). Returns the refusal's text, or undefined.
  */
 function jsonShapeProblem(value: unknown): string | undefined {
-  const stack: Array<{ value: unknown; path: string; depth: number }> = [{ value, path: 'body', depth: 0 }];
-  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
-    const { value: v, path, depth } = item;
-    if (typeof v === 'number' && !Number.isFinite(v)) return `${path}: not a finite number`;
-    if (typeof v !== 'object' || v === null) continue;
-    if (depth >= MAX_JSON_DEPTH) return `body: nested deeper than ${MAX_JSON_DEPTH} levels`;
-    const at = (key: string) => (path === 'body' ? key : `${path}.${key}`);
-    if (Array.isArray(v)) {
-      v.forEach((inner, i) => stack.push({ value: inner, path: at(String(i)), depth: depth + 1 }));
-      continue;
+  const found = shapeProblemAt(value, 0);
+  if (found === undefined) return undefined;
+  if (found.keys === null) return `body: ${found.problem}`;
+  return `${found.keys.length === 0 ? 'body' : found.keys.reverse().join('.')}: ${found.problem}`;
+}
+
+/**
+ * The first problem under `value`, depth first, with the keys leading to it
+ * innermost first (`keys` null: a problem of the whole body). The recursion is
+ * bounded by `MAX_JSON_DEPTH`, and the path is built only on the way back from
+ * a problem, so a valid body costs one visit per value and no strings.
+ */
+function shapeProblemAt(value: unknown, depth: number): { keys: string[] | null; problem: string } | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) ? undefined : { keys: [], problem: 'not a finite number' };
+  if (typeof value !== 'object' || value === null) return undefined;
+  if (depth >= MAX_JSON_DEPTH) return { keys: null, problem: `nested deeper than ${MAX_JSON_DEPTH} levels` };
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = shapeProblemAt(value[i], depth + 1);
+      if (found) return (found.keys?.push(String(i)), found);
     }
-    for (const [key, inner] of Object.entries(v)) {
-      if (key === '__proto__') return `${at(key)}: not allowed as a field name`;
-      stack.push({ value: inner, path: at(key), depth: depth + 1 });
-    }
+    return undefined;
+  }
+  const record = value as Record<string, unknown>;
+  for (const key of Object.keys(record)) {
+    if (key === '__proto__') return { keys: [key], problem: 'not allowed as a field name' };
+    const found = shapeProblemAt(record[key], depth + 1);
+    if (found) return (found.keys?.push(key), found);
   }
   return undefined;
 }

@@ -122,3 +122,39 @@ describe('the inspector relay (finding 5)', () => {
     await stillServes();
   });
 });
+
+describe('inspector viewers that vanish', () => {
+  let fast: ChildServer;
+  beforeAll(async () => {
+    fast = await ChildServer.start({ INSPECT: '1', INSPECT_PORT: '0', VISION_PING_INTERVAL_S: '0.1', VISION_PEER_TIMEOUT_S: '0.3' });
+  });
+  afterAll(() => fast.stop());
+
+  it('are cut once silent past VISION_PEER_TIMEOUT_S, freeing their slot; a viewer that answers pings stays', async () => {
+    const port = Number(new URL(fast.inspectorUrl!).port);
+    const live = new WebSocket(`ws://127.0.0.1:${port}/`);
+    let pings = 0;
+    live.on('ping', () => pings++);
+    await new Promise((resolve, reject) => live.once('open', resolve).once('error', reject));
+    // A viewer whose machine is gone: the handshake is done, then nothing ever answers.
+    const gone = await new Promise<{ at: number; answer: string }>((resolve) => {
+      let answer = '';
+      const socket = connect(port, '127.0.0.1', () =>
+        socket.write(
+          'GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+            'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+        ),
+      );
+      const started = performance.now();
+      socket.on('data', (data) => (answer += data.toString('latin1')));
+      socket.on('error', () => undefined);
+      socket.on('close', () => resolve({ at: performance.now() - started, answer }));
+    });
+    expect(gone.answer).toMatch(/^HTTP\/1\.1 101 /);
+    expect(gone.at).toBeGreaterThanOrEqual(250);
+    expect(gone.at).toBeLessThan(5_000);
+    await expect.poll(() => pings).toBeGreaterThanOrEqual(8);
+    expect(live.readyState).toBe(WebSocket.OPEN);
+    live.close();
+  });
+});
