@@ -1,19 +1,19 @@
 /**
  * `npm run replay -- <video | folder of JPEGs> [--url U] [--fps N] [--magic-word W] [--loop]`
- * `npm run replay -- --synthetic [--frames N] [--bytes B]`
+ * `npm run replay -- --synthetic [--frames N] [--size WxH]`
  *
  * Streams frames to a running server like the glasses do, prints captions and
  * errors as they arrive, then a summary (frames, captions, ack p50/p99,
  * inference errors). Videos are cut into JPEGs with ffmpeg.
  */
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { WebSocket } from 'ws';
+import { syntheticJpegFrames } from './synthetic-frames.ts';
 
 export interface ReplayOptions {
   url: string;
@@ -170,9 +170,11 @@ async function main(): Promise<void> {
   let frames: Uint8Array[];
   if (flags.has('--synthetic')) {
     const count = Number(flags.get('--frames') ?? 150);
-    const bytes = Number(flags.get('--bytes') ?? 40 * 1024);
-    // Random bytes, not images: enough for the protocol and a fake model, not for a real one.
-    frames = Array.from({ length: count }, () => randomBytes(bytes));
+    const size = /^(\d{1,5})x(\d{1,5})$/.exec(String(flags.get('--size') ?? '320x240'));
+    if (!Number.isInteger(count) || count < 1 || count > 100_000) throw new Error('--frames must be a whole number from 1 to 100000');
+    if (!size || Number(size[1]) < 8 || Number(size[2]) < 8) throw new Error('--size must be WIDTHxHEIGHT, each at least 8, e.g. 320x240');
+    // Real JPEGs of a made-up scene: a vision model can caption them.
+    frames = syntheticJpegFrames(count, { width: Number(size[1]), height: Number(size[2]) });
   } else {
     const source = positional[0];
     if (!source) throw new Error('usage: npm run replay -- <video | folder of JPEGs> [--url U] [--fps N] [--magic-word W] [--loop] | --synthetic');

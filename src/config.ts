@@ -45,6 +45,11 @@ const url = optionalText.refine((value) => value === undefined || URL.canParse(v
   message: 'expected an absolute URL',
 });
 
+/** An API root: `localhost:11434/v1` parses as a URL with scheme `localhost:`, so the scheme is checked. */
+const httpUrl = optionalText.refine((value) => value === undefined || /^https?:$/.test(URL.parse(value)?.protocol ?? ''), {
+  message: 'expected an http:// or https:// URL',
+});
+
 const envSchema = z.object({
   PORT: number(8080, (n) => n.int().min(0).max(65535)),
   HOST: optionalText.transform((v) => v ?? '0.0.0.0'),
@@ -91,8 +96,20 @@ const envSchema = z.object({
   VISION_INFERENCE_TIMEOUT_MS: number(30_000, (n) => n.int().min(1)),
   VISION_MAX_INFERENCE_FAILURES: number(3, (n) => n.int().min(1)),
   VISION_DEGRADED_COOLDOWN_S: number(30, (n) => n.min(0)),
+  VISION_PROVIDER: z
+    .enum(['auto', 'modal', 'openai', 'none'])
+    .optional()
+    .transform((v) => v ?? 'auto'),
+  VISION_OPENAI_BASE_URL: httpUrl,
+  VISION_OPENAI_API_KEY: optionalText,
+  VISION_OPENAI_MODEL: optionalText.transform((v) => v ?? 'gpt-4o-mini'),
+  VISION_OPENAI_MAX_TOKENS: number(60, (n) => n.int().min(1).max(4096)),
+  VISION_OPENAI_DETAIL: z
+    .enum(['low', 'high', 'auto'])
+    .optional()
+    .transform((v) => v ?? 'low'),
   OPENAI_API_KEY: optionalText,
-  OPENAI_BASE_URL: url,
+  OPENAI_BASE_URL: httpUrl,
   INTERVENTION_MODEL: optionalText.transform((v) => v ?? 'gpt-4o-mini'),
   INTERVENTION_TICK_SECONDS: number(60, (n) => n.positive()),
   INTERVENTION_TICK: onOff(true),
@@ -160,11 +177,108 @@ export interface Config {
     maxInferenceFailures: number;
     degradedCooldownMs: number;
   };
+  /** Who captions a connection's chunks when it brings no Modal headers of its own (`VisionProvider`). */
+  visionProvider: VisionProvider;
   openai: { apiKey: string | undefined; baseUrl: string | undefined };
   intervention: { model: string; tickMs: number; enabled: boolean; nudgeCooldownMs: number };
   /** The inspector relay listens on `host` (loopback by default, whatever HOST is). */
   inspect: { enabled: boolean; port: number; host: string };
   logLevel: Env['LOG_LEVEL'];
+}
+
+/**
+ * The server's vision model. `modal`: the deployed Modal class (a session
+ * without a token pair is degraded `no-credentials`, as before there was a
+ * choice). `openai`: any OpenAI-compatible Chat Completions endpoint with
+ * image inputs (OpenAI, Ollama, vLLM, llama.cpp, LM Studio); `apiKey`
+ * undefined sends no Authorization header. `none`: no captions. `chosenBy`
+ * says whether VISION_PROVIDER named it or `auto` picked it.
+ */
+export type VisionProvider = { chosenBy: 'VISION_PROVIDER' | 'auto' } & (
+  | { kind: 'modal' }
+  | { kind: 'none' }
+  | {
+      kind: 'openai';
+      baseUrl: string;
+      apiKey: string | undefined;
+      model: string;
+      /** `max_tokens` of each request: the caption is one sentence. */
+      maxTokens: number;
+      /** The image parts' `detail`; `low` is a fixed 85 tokens an image at OpenAI. */
+      detail: 'low' | 'high' | 'auto';
+    }
+);
+
+const OPENAI_DEFAULT_BASE_URL = 'https://api.openai.com/v1';
+
+/** The variables the vision provider is chosen from; the Worker resolves them too (`visionProviderFromEnv`). */
+const visionEnvSchema = envSchema.pick({
+  VISION_PROVIDER: true,
+  VISION_OPENAI_BASE_URL: true,
+  VISION_OPENAI_API_KEY: true,
+  VISION_OPENAI_MODEL: true,
+  VISION_OPENAI_MAX_TOKENS: true,
+  VISION_OPENAI_DETAIL: true,
+  OPENAI_API_KEY: true,
+  OPENAI_BASE_URL: true,
+  MODAL_TOKEN_ID: true,
+  MODAL_TOKEN_SECRET: true,
+  FORESIGHT_MODAL_TOKEN_ID: true,
+  FORESIGHT_MODAL_TOKEN_SECRET: true,
+});
+
+const sameApiRoot = (a: string, b: string) => a.replace(/\/+$/, '') === b.replace(/\/+$/, '');
+
+/**
+ * `auto`: Modal when a token pair is set, else the OpenAI-compatible provider
+ * when a `VISION_OPENAI_*` endpoint or key is set, else Modal without
+ * credentials (no captions, sessions degraded `no-credentials`). OPENAI_API_KEY
+ * alone, set for the intervention tick, never sends camera frames anywhere.
+ *
+ * The key: VISION_OPENAI_API_KEY, else OPENAI_API_KEY only when the frames go
+ * where the tick's requests go (the same API root), so the tick's key is never
+ * sent to another host (a local or third-party server gets a key only when
+ * given one). Throws a ConfigError when the frames would go to OpenAI without
+ * a key.
+ */
+function visionProvider(e: z.output<typeof visionEnvSchema>, hasModalPair: boolean): VisionProvider {
+  const named = e.VISION_PROVIDER;
+  const kind = named !== 'auto' ? named : hasModalPair ? 'modal' : e.VISION_OPENAI_BASE_URL || e.VISION_OPENAI_API_KEY ? 'openai' : 'modal';
+  const chosenBy = named === 'auto' ? 'auto' : 'VISION_PROVIDER';
+  if (kind !== 'openai') return { kind, chosenBy };
+  const tickRoot = e.OPENAI_BASE_URL ?? OPENAI_DEFAULT_BASE_URL;
+  const baseUrl = e.VISION_OPENAI_BASE_URL ?? tickRoot;
+  const apiKey = e.VISION_OPENAI_API_KEY ?? (sameApiRoot(baseUrl, tickRoot) ? e.OPENAI_API_KEY : undefined);
+  if (apiKey === undefined && sameApiRoot(baseUrl, OPENAI_DEFAULT_BASE_URL)) {
+    throw new ConfigError(
+      'invalid configuration: VISION_PROVIDER: openai needs VISION_OPENAI_API_KEY or OPENAI_API_KEY, or a VISION_OPENAI_BASE_URL that needs no key',
+    );
+  }
+  return {
+    kind,
+    chosenBy,
+    baseUrl,
+    apiKey,
+    model: e.VISION_OPENAI_MODEL,
+    maxTokens: e.VISION_OPENAI_MAX_TOKENS,
+    detail: e.VISION_OPENAI_DETAIL,
+  };
+}
+
+/**
+ * The vision provider the server would choose on `env`, from the vision,
+ * OpenAI and Modal variables only (the Worker resolves it for its containers).
+ * Throws a ConfigError naming a bad variable.
+ */
+export function visionProviderFromEnv(env: Record<string, unknown>): VisionProvider {
+  const parsed = visionEnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
+  }
+  const e = parsed.data;
+  const hasPair = (e.MODAL_TOKEN_ID ?? e.FORESIGHT_MODAL_TOKEN_ID) !== undefined && (e.MODAL_TOKEN_SECRET ?? e.FORESIGHT_MODAL_TOKEN_SECRET) !== undefined;
+  return visionProvider(e, hasPair);
 }
 
 /** Raised at boot for a bad environment; the message names every bad variable. */
@@ -221,6 +335,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxInferenceFailures: e.VISION_MAX_INFERENCE_FAILURES,
       degradedCooldownMs: Math.round(e.VISION_DEGRADED_COOLDOWN_S * 1000),
     },
+    visionProvider: visionProvider(e, tokenId !== undefined),
     openai: { apiKey: e.OPENAI_API_KEY, baseUrl: e.OPENAI_BASE_URL },
     intervention: {
       model: e.INTERVENTION_MODEL,

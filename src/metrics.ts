@@ -36,6 +36,8 @@ export interface ObservedConnection {
   frames(): number;
   /** Bytes waiting to be sent to the client. */
   queuedBytes(): number;
+  /** Who captions it: `modal`, `openai`, `none` (VISION_PROVIDER, or `modal` for a connection with its own Modal pair). */
+  provider: string;
 }
 
 export interface ObserveSources {

@@ -5,7 +5,8 @@ import type { Duplex } from 'node:stream';
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
 import { createActor, type Actor, type ActorOptions, type AnyActorLogic } from 'xstate';
 import type { InferencePort } from './adapters/inference.ts';
-import { createModalInference, modalTargetFromHeaders } from './adapters/modal.ts';
+import { modalTargetFromHeaders, type ModalInferenceOptions } from './adapters/modal.ts';
+import { createVisionInference, describeVisionProvider, type VisionInference } from './adapters/vision-provider.ts';
 import { startInspection } from './adapters/inspect.ts';
 import { createLogger, type Logger } from './adapters/logger.ts';
 import {
@@ -57,6 +58,8 @@ export const VISION_PATH = '/vision/stream';
 export interface ServerDeps {
   config: Config;
   inference?: InferencePort;
+  /** Extra Modal SDK client settings of the built-in vision inference (tests stand in for Modal with `grpcMiddleware`). */
+  modalClient?: ModalInferenceOptions['client'];
   /** The embedded store; by default SQLite at `DATABASE_PATH`, opened (and closed) by the server. */
   store?: Store;
   /** Where session captions go; by default the Worker when configured, else the store. */
@@ -233,19 +236,17 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     );
   }
   const logger = deps.logger ?? createLogger(config.logLevel);
-  // Without credentials (env or a connection's headers) every Modal session is a degraded no-op.
-  const inference =
-    deps.inference ??
-    createModalInference({
-      credentials:
-        config.modal.tokenId !== undefined && config.modal.tokenSecret !== undefined
-          ? { tokenId: config.modal.tokenId, tokenSecret: config.modal.tokenSecret }
-          : undefined,
-      appName: config.modal.appName,
-      className: config.modal.className,
-      timeoutMs: config.vision.inferenceTimeoutMs,
-      logger,
-    });
+  // VISION_PROVIDER picks the model; without one (no Modal pair, no VISION_OPENAI_*), every
+  // session is a degraded no-op unless its connection brings a Modal pair.
+  const visionOptions = {
+    provider: config.visionProvider,
+    modal: config.modal,
+    timeoutMs: config.vision.inferenceTimeoutMs,
+    logger,
+    ...(deps.modalClient ? { modalClient: deps.modalClient } : {}),
+  };
+  const inference: InferencePort & Partial<Pick<VisionInference, 'providerFor'>> = deps.inference ?? createVisionInference(visionOptions);
+  if (!deps.inference) logger.info(describeVisionProvider(visionOptions), 'vision provider');
   // One queue for the chunk work of every session: one task per event-loop turn (streams/turns.ts).
   const chunkQueue = new TurnQueue();
   // Sessions that close together (a redeploy, a network cut) are torn down one per turn too.
@@ -330,7 +331,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   const vision: SessionVisionSettings = config.vision;
   const firstWindowDelay = deps.firstWindowDelayMs ?? ((chunkMs: number) => Math.random() * chunkMs);
   const sockets = new Map<string, ServerWebSocket>();
-  const connections = new Map<string, VisionConnection>();
+  const connections = new Map<string, VisionConnection & { provider: string }>();
   const totals: StreamTotals = { frames: 0, bytes: 0, acks: 0 };
   const observeSources = { supervisor, connections: () => connections, captionSink, totals };
   const metrics = new ServerMetrics(observeSources);
@@ -399,7 +400,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       logger: logger.child({ sessionId }),
     });
     sockets.set(sessionId, ws);
-    connections.set(sessionId, connection);
+    connections.set(sessionId, { ...connection, provider: inference.providerFor?.(modal) ?? 'custom' });
     void connection.finished.then(() => {
       sockets.delete(sessionId);
       connections.delete(sessionId);

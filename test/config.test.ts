@@ -37,6 +37,8 @@ describe('loadConfig (SPEC §10)', () => {
     });
     expect(config.intervention).toEqual({ model: 'gpt-4o-mini', tickMs: 60_000, enabled: true, nudgeCooldownMs: 300_000 });
     expect(config.inspect).toEqual({ enabled: false, port: 8081, host: '127.0.0.1' });
+    expect(config.observe).toEqual({ cacheMs: 1000, maxListedSessions: 200 });
+    expect(config.visionProvider).toEqual({ kind: 'modal', chosenBy: 'auto' });
     expect(config.logLevel).toBe('info');
   });
 
@@ -56,6 +58,43 @@ describe('loadConfig (SPEC §10)', () => {
     expect(config.modal.tokenId).toBe('ak-1');
   });
 
+  const PAIR = { MODAL_TOKEN_ID: 'ak-1', MODAL_TOKEN_SECRET: 'as-1' };
+  it.each([
+    ['nothing set', {}, { kind: 'modal', chosenBy: 'auto' }],
+    ['OPENAI_API_KEY alone, set for the tick, sends no frames', { OPENAI_API_KEY: 'sk-tick' }, { kind: 'modal', chosenBy: 'auto' }],
+    ['a Modal pair', PAIR, { kind: 'modal', chosenBy: 'auto' }],
+    ['a Modal pair wins over VISION_OPENAI_*', { ...PAIR, VISION_OPENAI_API_KEY: 'sk-v' }, { kind: 'modal', chosenBy: 'auto' }],
+    [
+      'VISION_OPENAI_API_KEY',
+      { VISION_OPENAI_API_KEY: 'sk-v', OPENAI_API_KEY: 'sk-tick' },
+      { kind: 'openai', chosenBy: 'auto', baseUrl: 'https://api.openai.com/v1', apiKey: 'sk-v', model: 'gpt-4o-mini', maxTokens: 60, detail: 'low' },
+    ],
+    [
+      'a key-less local base URL',
+      { VISION_OPENAI_BASE_URL: 'http://127.0.0.1:11434/v1', VISION_OPENAI_MODEL: 'gemma3:4b' },
+      { kind: 'openai', chosenBy: 'auto', baseUrl: 'http://127.0.0.1:11434/v1', apiKey: undefined, model: 'gemma3:4b', maxTokens: 60, detail: 'low' },
+    ],
+    [
+      'VISION_PROVIDER=openai with the tick key and base URL',
+      { VISION_PROVIDER: 'openai', OPENAI_API_KEY: 'sk-tick', OPENAI_BASE_URL: 'http://proxy.test/v1', VISION_OPENAI_MAX_TOKENS: '30', VISION_OPENAI_DETAIL: 'high' },
+      { kind: 'openai', chosenBy: 'VISION_PROVIDER', baseUrl: 'http://proxy.test/v1', apiKey: 'sk-tick', model: 'gpt-4o-mini', maxTokens: 30, detail: 'high' },
+    ],
+    [
+      "the tick's key is not sent to another API root",
+      { VISION_OPENAI_BASE_URL: 'https://vllm.example/v1', OPENAI_API_KEY: 'sk-tick' },
+      { kind: 'openai', chosenBy: 'auto', baseUrl: 'https://vllm.example/v1', apiKey: undefined, model: 'gpt-4o-mini', maxTokens: 60, detail: 'low' },
+    ],
+    [
+      "the tick's key goes with the frames to the tick's own API root",
+      { VISION_PROVIDER: 'openai', VISION_OPENAI_BASE_URL: 'https://api.openai.com/v1/', OPENAI_API_KEY: 'sk-tick' },
+      { kind: 'openai', chosenBy: 'VISION_PROVIDER', baseUrl: 'https://api.openai.com/v1/', apiKey: 'sk-tick', model: 'gpt-4o-mini', maxTokens: 60, detail: 'low' },
+    ],
+    ['VISION_PROVIDER=none', { VISION_PROVIDER: 'none', ...PAIR }, { kind: 'none', chosenBy: 'VISION_PROVIDER' }],
+    ['VISION_PROVIDER=modal without a pair', { VISION_PROVIDER: 'modal', VISION_OPENAI_API_KEY: 'sk-v' }, { kind: 'modal', chosenBy: 'VISION_PROVIDER' }],
+  ])('VISION_PROVIDER: %s', (_why, env, provider) => {
+    expect(loadConfig(env).visionProvider).toEqual(provider);
+  });
+
   it('treats empty values as unset', () => {
     expect(loadConfig({ PORT: '', MAGIC_WORD: '' })).toMatchObject({ port: 8080, magicWord: undefined });
   });
@@ -70,6 +109,19 @@ describe('loadConfig (SPEC §10)', () => {
     [{ INSPECT: 'maybe' }, 'invalid configuration: INSPECT: expected on/off, got "maybe"'],
     [{ POKE_API_URL: 'not a url' }, 'invalid configuration: POKE_API_URL: expected an absolute URL'],
     [{ MODAL_TOKEN_ID: 'ak-1' }, 'invalid configuration: MODAL_TOKEN_SECRET: required when its pair is set'],
+    [
+      { VISION_PROVIDER: 'openai' },
+      'invalid configuration: VISION_PROVIDER: openai needs VISION_OPENAI_API_KEY or OPENAI_API_KEY, or a VISION_OPENAI_BASE_URL that needs no key',
+    ],
+    [
+      { VISION_PROVIDER: 'openai', VISION_OPENAI_BASE_URL: 'https://api.openai.com/v1' },
+      'invalid configuration: VISION_PROVIDER: openai needs VISION_OPENAI_API_KEY or OPENAI_API_KEY, or a VISION_OPENAI_BASE_URL that needs no key',
+    ],
+    [{ VISION_PROVIDER: 'gemini' }, 'invalid configuration: VISION_PROVIDER: Invalid option: expected one of "auto"|"modal"|"openai"|"none"'],
+    [{ VISION_OPENAI_DETAIL: 'max' }, 'invalid configuration: VISION_OPENAI_DETAIL: Invalid option: expected one of "low"|"high"|"auto"'],
+    [{ VISION_OPENAI_MAX_TOKENS: '0' }, 'invalid configuration: VISION_OPENAI_MAX_TOKENS: Too small: expected number to be >=1, got "0"'],
+    [{ VISION_OPENAI_BASE_URL: 'localhost:11434/v1' }, 'invalid configuration: VISION_OPENAI_BASE_URL: expected an http:// or https:// URL'],
+    [{ OPENAI_BASE_URL: 'not a url' }, 'invalid configuration: OPENAI_BASE_URL: expected an http:// or https:// URL'],
   ])('rejects %j naming the variable', (env, message) => {
     expect(() => loadConfig(env)).toThrow(new ConfigError(message));
   });

@@ -20,6 +20,7 @@ export function actorTree(s: ObserveSources, maxListedSessions = Number.POSITIVE
     return {
       id,
       state: snapshot?.value ?? null,
+      provider: connection.provider,
       frames: connection.frames(),
       queuedBytes: connection.queuedBytes(),
       chunks: c?.chunksInferred ?? 0,

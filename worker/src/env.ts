@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { magicWordSchema } from '../../src/auth.ts';
+import { visionProviderFromEnv, type VisionProvider } from '../../src/config.ts';
 import type { BackendContainer } from './container.ts';
 
 /** Bindings, vars and secrets of the Worker (wrangler.jsonc; secrets with `wrangler secret put`). */
@@ -18,6 +19,17 @@ export interface Env {
   OPENAI_BASE_URL?: string;
   INTERVENTION_MODEL?: string;
   INTERVENTION_NUDGE_COOLDOWN_S?: string;
+  /**
+   * The containers' vision provider (src/config.ts `visionProviderFromEnv`), resolved here and
+   * passed on explicitly; VISION_OPENAI_API_KEY is a secret. Every other `VISION_*` variable is
+   * passed on as it is.
+   */
+  VISION_PROVIDER?: string;
+  VISION_OPENAI_BASE_URL?: string;
+  VISION_OPENAI_API_KEY?: string;
+  VISION_OPENAI_MODEL?: string;
+  VISION_OPENAI_MAX_TOKENS?: string;
+  VISION_OPENAI_DETAIL?: string;
   /** Container instances glasses connections are spread over. */
   BACKEND_INSTANCES?: string;
   LOG_LEVEL?: string;
@@ -49,7 +61,7 @@ const settingsSchema = z.object({
   OPENAI_BASE_URL: text.pipe(z.url().optional()),
 });
 
-export type Settings = z.output<typeof settingsSchema>;
+export type Settings = z.output<typeof settingsSchema> & { visionProvider: VisionProvider };
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -63,8 +75,15 @@ export function settingsOf(env: Env): Settings {
   if (known) return known;
   const parsed = settingsSchema.safeParse(env);
   if (parsed.success) {
-    parsedSettings.set(env, parsed.data);
-    return parsed.data;
+    let visionProvider: VisionProvider;
+    try {
+      visionProvider = visionProviderFromEnv(env as unknown as Record<string, unknown>);
+    } catch (error) {
+      throw new ConfigError(error instanceof Error ? error.message : String(error));
+    }
+    const settings = { ...parsed.data, visionProvider };
+    parsedSettings.set(env, settings);
+    return settings;
   }
   const issue = parsed.error.issues[0];
   throw new ConfigError(`invalid configuration: ${issue?.path.join('.') ?? '?'}: ${issue?.message ?? 'invalid'}`);

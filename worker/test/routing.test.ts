@@ -121,7 +121,31 @@ describe('container configuration', () => {
       INTERVENTION_TICK: 'off',
     });
     expect(vars).not.toHaveProperty('OPENAI_API_KEY');
+    expect(vars).toMatchObject({ VISION_PROVIDER: 'modal' });
+    expect(vars).not.toHaveProperty('VISION_OPENAI_API_KEY');
     expect(Object.values(vars).every((v) => typeof v === 'string' && v !== '')).toBe(true);
+  });
+
+  const withVars = (vars: Record<string, string | undefined>) =>
+    containerEnv({ ...(testEnv as unknown as Parameters<typeof containerEnv>[0]), ...vars } as Parameters<typeof containerEnv>[0]);
+
+  it('passes the VISION_* settings on, with the OpenAI-compatible provider resolved by the server rule', () => {
+    // VISION_PROVIDER=openai to OpenAI itself: the tick's key goes as the vision key, never as OPENAI_API_KEY.
+    expect(withVars({ VISION_PROVIDER: 'openai', VISION_CHUNK_SECONDS: '2', VISION_OPENAI_MODEL: 'gpt-4.1-nano' })).toMatchObject({
+      VISION_PROVIDER: 'openai',
+      VISION_OPENAI_BASE_URL: 'https://api.openai.com/v1',
+      VISION_OPENAI_API_KEY: 'sk-worker-openai',
+      VISION_OPENAI_MODEL: 'gpt-4.1-nano',
+      VISION_OPENAI_MAX_TOKENS: '60',
+      VISION_OPENAI_DETAIL: 'low',
+      VISION_CHUNK_SECONDS: '2',
+    });
+    // A server of its own, no Modal pair: picked by auto, and the tick's key stays with the Worker.
+    const own = withVars({ MODAL_TOKEN_ID: undefined, MODAL_TOKEN_SECRET: undefined, VISION_OPENAI_BASE_URL: 'https://vllm.example/v1' });
+    expect(own).toMatchObject({ VISION_PROVIDER: 'openai', VISION_OPENAI_BASE_URL: 'https://vllm.example/v1' });
+    expect(own).not.toHaveProperty('VISION_OPENAI_API_KEY');
+    expect(own).not.toHaveProperty('OPENAI_API_KEY');
+    expect(withVars({ VISION_PROVIDER: 'none' })).toMatchObject({ VISION_PROVIDER: 'none' });
   });
 });
 
@@ -144,6 +168,11 @@ describe('worker settings', () => {
     expect(res.status).toBe(500);
     expect(await res.json()).toEqual({
       detail: 'invalid configuration: BACKEND_INSTANCES: expected a whole number from 1 to 100, got "many"',
+    });
+    const vision = await direct({ VISION_OPENAI_DETAIL: 'max' });
+    expect(vision.status).toBe(500);
+    expect(await vision.json()).toEqual({
+      detail: 'invalid configuration: VISION_OPENAI_DETAIL: Invalid option: expected one of "low"|"high"|"auto"',
     });
   });
 });
