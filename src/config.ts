@@ -94,6 +94,7 @@ const envSchema = z.object({
   }),
   VISION_PEER_TIMEOUT_S: number(45, (n) => n.positive().max(3600)),
   VISION_INFERENCE_TIMEOUT_MS: number(30_000, (n) => n.int().min(1)),
+  VISION_HISTORY_CAPTIONS: number(6, (n) => n.int().min(0).max(64)),
   VISION_MAX_INFERENCE_FAILURES: number(3, (n) => n.int().min(1)),
   VISION_DEGRADED_COOLDOWN_S: number(30, (n) => n.min(0)),
   VISION_PROVIDER: z
@@ -174,6 +175,8 @@ export interface Config {
     /** WebSocket subprotocols the server speaks, in its order of preference (RFC 6455 §4.2.2). */
     subprotocols: string[];
     inferenceTimeoutMs: number;
+    /** Captions a session keeps and sends with every chunk, oldest first; 0 sends none. */
+    historyCaptions: number;
     maxInferenceFailures: number;
     degradedCooldownMs: number;
   };
@@ -332,6 +335,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       peerTimeoutMs: Math.round(e.VISION_PEER_TIMEOUT_S * 1000),
       subprotocols: e.VISION_SUBPROTOCOLS,
       inferenceTimeoutMs: e.VISION_INFERENCE_TIMEOUT_MS,
+      historyCaptions: e.VISION_HISTORY_CAPTIONS,
       maxInferenceFailures: e.VISION_MAX_INFERENCE_FAILURES,
       degradedCooldownMs: Math.round(e.VISION_DEGRADED_COOLDOWN_S * 1000),
     },

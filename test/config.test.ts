@@ -23,6 +23,7 @@ describe('loadConfig (SPEC §10)', () => {
       maxBufferFrames: 120,
       maxFrameBytes: 4_194_304,
       inferenceTimeoutMs: 30_000,
+      historyCaptions: 6,
       maxInferenceFailures: 3,
       degradedCooldownMs: 30_000,
       maxQueuedBytes: 65_536,

@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../src/adapters/logger.ts';
 import { createModalInference, modalTargetFromHeaders, type ModalInference } from '../src/adapters/modal.ts';
 import { startServer, type RunningServer } from '../src/server.ts';
-import { FakeModalControlPlane, RemoteException } from './fakes/modal-control-plane.ts';
+import { FakeModalControlPlane, RemoteException, type ChunkCall } from './fakes/modal-control-plane.ts';
 import { testConfig } from './helpers/config.ts';
 import { closedPort } from './helpers/ports.ts';
 import { frame, GlassesClient, type Ack } from './helpers/ws-client.ts';
@@ -361,5 +361,73 @@ describe('Modal SDK clients', () => {
       error: { kind: 'no-credentials', message: 'no Modal credentials' },
     });
     expect(modal.clients()).toBe(0);
+  });
+});
+
+describe('caption history: kept by the session, sent with every chunk (VISION_HISTORY_CAPTIONS)', () => {
+  /** A model that names the session and counts its calls, so each caption is unique. */
+  const counting = (fake: FakeModalControlPlane) => {
+    const calls = new Map<string, number>();
+    fake.answer = (call) => {
+      const n = (calls.get(call.sessionId) ?? 0) + 1;
+      calls.set(call.sessionId, n);
+      return { caption: `${call.sessionId.slice(0, 8)} saw chunk ${n}.`, chunk_start_s: call.startS, chunk_end_s: call.endS };
+    };
+  };
+
+  it("two sessions interleaved through one model: each chunk carries its own session's captions, oldest first, and nothing else's", async () => {
+    const fake = new FakeModalControlPlane();
+    counting(fake);
+    await startWithFake(fake, { VISION_HISTORY_CAPTIONS: '3' });
+    const [a, b] = await Promise.all([connect(), connect()]);
+    await Promise.all([a, b].map((c) => stream(c, (acks) => captions(acks).length >= 6)));
+    const bySession = new Map<string, ChunkCall[]>();
+    for (const call of fake.chunks) bySession.set(call.sessionId, [...(bySession.get(call.sessionId) ?? []), call]);
+    expect(bySession.size).toBe(2);
+    for (const [sessionId, calls] of bySession) {
+      const said = calls.map((_, i) => `${sessionId.slice(0, 8)} saw chunk ${i + 1}.`);
+      calls.forEach((call, i) => {
+        // The first chunk has no history: no sixth argument at all (an old deployment takes the call).
+        expect(call.history).toEqual(i === 0 ? undefined : said.slice(Math.max(0, i - 3), i));
+      });
+    }
+    // The calls of the two sessions did interleave.
+    const order = fake.chunks.map((c) => c.sessionId);
+    expect(order.some((id, i) => i > 0 && id !== order[i - 1])).toBe(true);
+    const tree = (await (await fetch(`${server!.url}/debug/actors`)).json()) as { sessions: Array<{ historyLength: number }> };
+    expect(tree.sessions.map((s) => s.historyLength)).toEqual([3, 3]);
+  });
+
+  it('VISION_HISTORY_CAPTIONS=0 sends none', async () => {
+    const fake = new FakeModalControlPlane();
+    await startWithFake(fake, { VISION_HISTORY_CAPTIONS: '0' });
+    const client = await connect();
+    await stream(client, (acks) => captions(acks).length >= 3);
+    expect(fake.chunks.every((c) => c.history === undefined)).toBe(true);
+  });
+
+  it('a deployment from before history still captions: the first call with history is retried without it, later ones go without, and it is said once', async () => {
+    const fake = new FakeModalControlPlane();
+    fake.legacy = true;
+    counting(fake);
+    const config = testConfig({ ...FAST });
+    modal = createModalInference({
+      credentials: { tokenId: config.modal.tokenId!, tokenSecret: config.modal.tokenSecret! },
+      appName: config.modal.appName,
+      className: config.modal.className,
+      timeoutMs: config.vision.inferenceTimeoutMs,
+      client: { grpcMiddleware: [fake.middleware] },
+      logger: logger(),
+    });
+    server = await startServer({ config, inference: modal, logger: logger() });
+    const client = await connect();
+    await stream(client, (acks) => captions(acks).length >= 4);
+    expect(errors(client.acks)).toEqual([]);
+    const withHistory = fake.chunks.filter((c) => c.history !== undefined);
+    expect(withHistory).toHaveLength(1);
+    expect(fake.chunks.indexOf(withHistory[0]!)).toBe(1);
+    expect(fake.chunks.slice(2).every((c) => c.history === undefined)).toBe(true);
+    const warnings = logLines.filter((l) => l.includes('takes no caption history'));
+    expect(warnings).toHaveLength(1);
   });
 });

@@ -95,7 +95,7 @@ describe('captions from an OpenAI-compatible server (VISION_PROVIDER=openai)', (
       VISION_OPENAI_MAX_TOKENS: '40',
     });
     const client = await connect();
-    await stream(client, (acks) => captionAck(acks) !== undefined);
+    await stream(client, (acks) => acks.filter((a) => a.caption !== undefined).length >= 2);
     const [sessionId] = server!.connections().keys();
     expect(captionAck(client.acks)).toMatchObject({
       caption: 'A person walks past a yellow square.',
@@ -108,6 +108,10 @@ describe('captions from an OpenAI-compatible server (VISION_PROVIDER=openai)', (
     expect(request).toMatchObject({ authorization: `Bearer ${KEY}`, model: 'gpt-4.1-nano', maxTokens: 40 });
     expect(request!.text).toContain(testConfig().vision.prompt);
     expect(request!.text).toMatch(/\d+\.\d s to \d+\.\d s into the stream\.$/);
+    // The next chunk carries the session's history.
+    expect(fake.visionRequests()[1]!.text).toMatch(
+      /into the stream\.\nEarlier captions of this wearer's view, oldest first \(do not repeat them word for word\):\n- A person walks past a yellow square\.$/,
+    );
     expect(request!.images.length).toBeGreaterThanOrEqual(1);
     expect(request!.images.length).toBeLessThanOrEqual(6);
     const sent = new Set(FRAMES.map((f) => Buffer.from(f).toString('base64')));

@@ -13,6 +13,12 @@ export interface FrameChunk {
   endS: number;
   /** Frames that arrived in the window, of which `frames` is the sample. */
   framesSeen: number;
+  /**
+   * The session's latest captions, oldest first, at most VISION_HISTORY_CAPTIONS
+   * (the session actor keeps them; models hold no per-session state). Absent or
+   * empty: no history.
+   */
+  history?: readonly string[];
 }
 
 /** What a vision model says about one chunk. */

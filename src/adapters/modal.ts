@@ -95,7 +95,12 @@ export interface ModalInference extends InferencePort {
 interface SharedClient {
   client: ModalClient;
   classes: Map<string, Promise<Cls>>;
+  /** Classes (`app/Class`) deployed before `history` was an argument: called without it. */
+  legacy: Set<string>;
 }
+
+/** Python's answer when a deployment's `infer_chunk` predates the `history` argument. */
+const NO_HISTORY_ARGUMENT = /takes \d+ positional arguments? but \d+ were given|unexpected keyword argument 'history'/;
 
 /**
  * The inference port over the Modal JS SDK (SPEC §7): `cls.fromName` once per
@@ -124,6 +129,7 @@ export function createModalInference(options: ModalInferenceOptions): ModalInfer
       entry = {
         client: new sdk.ModalClient({ ...options.client, ...(sdkLogger ? { logger: sdkLogger } : {}), tokenId, tokenSecret }),
         classes: new Map(),
+        legacy: new Set(),
       };
       if (shared.size >= maxClients) {
         const [oldestKey, oldest] = shared.entries().next().value as [string, SharedClient];
@@ -173,6 +179,17 @@ export function createModalInference(options: ModalInferenceOptions): ModalInfer
           forget,
           sessionId: request.sessionId,
           prompt: request.prompt,
+          legacy: {
+            has: () => entry.legacy.has(key),
+            add: () => {
+              if (entry.legacy.has(key)) return;
+              entry.legacy.add(key);
+              options.logger?.warn(
+                { app: appName, class: className },
+                'the deployed Modal class takes no caption history: chunks go without it until it is redeployed from modal/',
+              );
+            },
+          },
           timeoutMs: options.timeoutMs,
           closeTimeoutMs,
           scrub,
@@ -195,6 +212,8 @@ interface ModalSessionParts {
   forget: (cls: Promise<Cls>) => void;
   sessionId: string;
   prompt: string;
+  /** Whether this class predates the `history` argument (then it is left out), and marking it so. */
+  legacy: { has(): boolean; add(): void };
   timeoutMs: number;
   closeTimeoutMs: number;
   scrub: (text: string) => string;
@@ -228,16 +247,35 @@ function modalSession(parts: ModalSessionParts): InferenceSession {
   return {
     async infer(chunk: FrameChunk, signal: AbortSignal): Promise<Result<Caption, InferenceError>> {
       const started = performance.now();
+      const history = chunk.history ?? [];
+      // infer_chunk(frames, start_ts_s, end_ts_s, prompt, session_id[, history]): the session's
+      // history, oldest first, when it has one; the deployment keeps none of its own.
+      const args = (withHistory: boolean) => {
+        const base: unknown[] = [chunk.frames, chunk.startS, chunk.endS, prompt, sessionId];
+        return withHistory ? [...base, [...history]] : base;
+      };
+      const withHistory = history.length > 0 && !parts.legacy.has();
+      let method: ReturnType<ClsInstance['method']>;
       let call: Promise<unknown>;
       try {
-        const method = (await instanceHandle()).method('infer_chunk');
+        method = (await instanceHandle()).method('infer_chunk');
         inferred = true;
         // The SDK encodes the arguments before its first await: the frames are not read after this line.
-        call = method.remote([chunk.frames, chunk.startS, chunk.endS, prompt, sessionId]);
+        call = method.remote(args(withHistory));
       } catch (error) {
         return err(describe(sdk, error, scrub));
       }
-      const settled = await within(call, signal, parts.timeoutMs);
+      let settled = await within(call, signal, parts.timeoutMs);
+      if (withHistory && settled.status === 'failed' && settled.error instanceof sdk.RemoteError && NO_HISTORY_ARGUMENT.test(messageOf(settled.error))) {
+        // A deployment from before `history`: called again without it, as it is from now on.
+        parts.legacy.add();
+        try {
+          call = method.remote(args(false));
+        } catch (error) {
+          return err(describe(sdk, error, scrub));
+        }
+        settled = await within(call, signal, Math.max(1, parts.timeoutMs - (performance.now() - started)));
+      }
       if (settled.status === 'aborted') return err({ kind: 'remote', message: 'cancelled' });
       if (settled.status === 'timeout') return err({ kind: 'timeout', message: 'inference timed out' });
       if (settled.status === 'failed') {

@@ -47,13 +47,22 @@ export function firstSentence(text: string): string {
   return sentence.length > MAX_CAPTION_CHARS ? `${sentence.slice(0, MAX_CAPTION_CHARS - 1)}…` : sentence;
 }
 
-/** The text part of a chunk's request: the prompt, and where the frames sit in the stream. */
+/**
+ * The text part of a chunk's request: the prompt, where the frames sit in the
+ * stream, and the session's earlier captions (the same wording as the Modal
+ * apps' `build_prompt`).
+ */
 export function chunkText(prompt: string, chunk: FrameChunk, images: number): string {
-  return (
-    `${prompt}\n\n` +
+  const lines = [
+    `${prompt}\n`,
     `The ${images === 1 ? 'image is one frame' : `${images} images are frames, oldest first,`} from the wearer's camera, ` +
-    `${chunk.startS.toFixed(1)} s to ${chunk.endS.toFixed(1)} s into the stream.`
-  );
+      `${chunk.startS.toFixed(1)} s to ${chunk.endS.toFixed(1)} s into the stream.`,
+  ];
+  if (chunk.history && chunk.history.length > 0) {
+    lines.push("Earlier captions of this wearer's view, oldest first (do not repeat them word for word):");
+    for (const caption of chunk.history) lines.push(`- ${caption}`);
+  }
+  return lines.join('\n');
 }
 
 /**

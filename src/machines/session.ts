@@ -35,6 +35,8 @@ export interface SessionVisionSettings {
   prompt: string;
   /** A client throttled (not reading its acks) this long is asked to close with 1008; default 30 s. */
   slowClientTimeoutMs?: number;
+  /** Captions kept and sent with every chunk, oldest first (VISION_HISTORY_CAPTIONS); 0 sends none; default 6. */
+  historyCaptions?: number;
 }
 
 export interface SessionInput {
@@ -65,6 +67,8 @@ export interface SessionContext extends SessionInput {
   chunksDropped: number;
   captions: number;
   inferenceErrors: number;
+  /** The session's latest captions, oldest first, at most `vision.historyCaptions` (see FrameChunk.history). */
+  history: string[];
 }
 
 export type SessionEvent =
@@ -90,6 +94,9 @@ export interface WindowFramesInput {
   vision: SessionVisionSettings;
   firstWindowDelayMs?: number;
 }
+
+/** VISION_HISTORY_CAPTIONS' default. */
+export const DEFAULT_HISTORY_CAPTIONS = 6;
 
 const notProvided = (name: string) => () => {
   throw new Error(`session actor "${name}" was not provided`);
@@ -266,7 +273,18 @@ export const sessionMachine = setup({
     endChunk: assign({ inFlight: null }),
     countDropped: assign({ chunksDropped: ({ context }) => context.chunksDropped + 1 }),
     // One assign for the whole answer: each assign copies the context and the snapshot.
-    finishCaption: assign({ failures: 0, captions: ({ context }) => context.captions + 1, inFlight: null }),
+    finishCaption: assign({
+      failures: 0,
+      captions: ({ context }) => context.captions + 1,
+      inFlight: null,
+      history: ({ context }, params: { caption: Caption }) => {
+        const keep = context.vision.historyCaptions ?? DEFAULT_HISTORY_CAPTIONS;
+        const text = params.caption.caption.trim();
+        if (keep <= 0 || text === '') return context.history;
+        const next = [...context.history, text];
+        return next.length > keep ? next.slice(next.length - keep) : next;
+      },
+    }),
     emitCaption: emit(({ context }, params: { caption: Caption }) => {
       const { caption } = params;
       const fields: AckFields = {
@@ -326,6 +344,7 @@ export const sessionMachine = setup({
     chunksDropped: 0,
     captions: 0,
     inferenceErrors: 0,
+    history: [],
   }),
   initial: 'active',
   states: {
@@ -422,7 +441,9 @@ export const sessionMachine = setup({
                     { type: 'announceChunk', params: ({ event }) => ({ chunk: event.chunk }) },
                     sendTo('inferChunks', ({ context, event }) => {
                       if (context.inference === null) throw new Error('idle without an inference session');
-                      return { type: 'infer', inference: context.inference, chunk: event.chunk } as const;
+                      // The chunk carries the session's own history: nothing else's, and the model keeps none.
+                      const chunk = context.history.length > 0 ? { ...event.chunk, history: context.history } : event.chunk;
+                      return { type: 'infer', inference: context.inference, chunk } as const;
                     }),
                   ],
                 },
@@ -442,7 +463,10 @@ export const sessionMachine = setup({
               on: {
                 'inference.done': {
                   target: 'idle',
-                  actions: [{ type: 'emitCaption', params: ({ event }) => ({ caption: event.caption }) }, 'finishCaption'],
+                  actions: [
+                    { type: 'emitCaption', params: ({ event }) => ({ caption: event.caption }) },
+                    { type: 'finishCaption', params: ({ event }) => ({ caption: event.caption }) },
+                  ],
                 },
                 // A failure and a timeout end the chunk the same way: raised as one internal event.
                 'inference.failed': {

@@ -26,6 +26,8 @@ export function actorTree(s: ObserveSources, maxListedSessions = Number.POSITIVE
       chunks: c?.chunksInferred ?? 0,
       chunksDropped: c?.chunksDropped ?? 0,
       captions: c?.captions ?? 0,
+      /** Captions the session sends with its chunks (their text stays out of this view). */
+      historyLength: c?.history.length ?? 0,
       inferenceErrors: c?.inferenceErrors ?? 0,
       consecutiveFailures: c?.failures ?? 0,
       degradedReason: c?.degradedReason ?? null,

@@ -29,6 +29,8 @@ export interface ChunkCall {
   endS: number;
   prompt: string;
   sessionId: string;
+  /** The sixth argument (the session's captions, oldest first); undefined when not sent. */
+  history: string[] | undefined;
 }
 
 /** Raised from `answer` to make the remote method fail, as a Python exception would. */
@@ -46,6 +48,8 @@ export class FakeModalControlPlane {
   readonly deployed = new Set(['foresight-gemma3-vlm/Gemma3VLMSession']);
   /** While true every RPC fails as an unreachable server does (UNAVAILABLE). */
   unavailable = false;
+  /** A deployment from before `history`: a sixth argument fails as Python's TypeError does. */
+  legacy = false;
   /** What `infer_chunk` returns (any value; it is CBOR-encoded as the output); throw RemoteException to fail. */
   answer: (call: ChunkCall) => unknown = (call) => ({
     caption: `A person looks at ${call.frames.length} frames.`,
@@ -148,10 +152,15 @@ export class FakeModalControlPlane {
       this.closes.push(String(args[0]));
       value = Promise.resolve(null);
     } else {
-      const [frames, startS, endS, prompt, sessionId] = args as [Uint8Array[], number, number, string, string];
-      const chunk: ChunkCall = { frames, startS, endS, prompt, sessionId };
+      const [frames, startS, endS, prompt, sessionId, history] = args as [Uint8Array[], number, number, string, string, string[] | undefined];
+      const chunk: ChunkCall = { frames, startS, endS, prompt, sessionId, history };
       this.chunks.push(chunk);
-      value = Promise.resolve().then(() => this.answer(chunk));
+      value =
+        this.legacy && args.length > 5
+          ? Promise.reject(
+              new RemoteException(`TypeError: Gemma3VLMSession.infer_chunk() takes 6 positional arguments but ${args.length + 1} were given`),
+            )
+          : Promise.resolve().then(() => this.answer(chunk));
     }
     this.outputs.set(
       id,
