@@ -1,9 +1,19 @@
 """Gemma 3 (4B IT) captioning for glasses chunks, as a Modal class (SPEC §7).
 
 Deploy: `modal deploy modal/gemma3_vlm_app.py` (app name from MODAL_APP_NAME,
-default `foresight-gemma3-vlm`; class `Gemma3VLMSession`). Knobs, read in the
-container: GEMMA3_MODEL_ID, GEMMA3_MAX_FRAME_EDGE, GEMMA3_MAX_FRAMES_PER_CHUNK,
-GEMMA3_MAX_HISTORY_ENTRIES, GEMMA3_MAX_SESSIONS, GEMMA3_MAX_NEW_TOKENS,
+default `foresight-gemma3-vlm`; class `Gemma3VLMSession`).
+
+`infer_chunk(frames, start_ts_s, end_ts_s, prompt, session_id, history=None)`:
+the class keeps no per-session state (the server sends the history), and the
+chunks of concurrent calls are captioned in one padded batch (`ChunkBatcher`,
+see vlm_core.py for why not `@modal.batched`). `close(session_id)` is kept for
+servers of before and does nothing.
+
+Knobs, read at deploy time and passed to the container: GEMMA3_MAX_BATCH_SIZE
+(16), GEMMA3_BATCH_WAIT_MS (30), GEMMA3_MIN_CONTAINERS (0),
+GEMMA3_MAX_CONTAINERS (4), GEMMA3_SCALEDOWN_WINDOW_S (300), GEMMA3_GPU (L40S).
+Read in the container: GEMMA3_MODEL_ID, GEMMA3_MAX_FRAME_EDGE,
+GEMMA3_MAX_FRAMES_PER_CHUNK, GEMMA3_MAX_HISTORY_ENTRIES, GEMMA3_MAX_NEW_TOKENS,
 GEMMA3_TEMPERATURE, GEMMA3_TOP_P. GEMMA3_HF_SECRET names an optional Modal
 secret holding HF_TOKEN (Gemma is a gated model).
 """
@@ -13,22 +23,45 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Optional
 
 import modal
 
 sys.path.insert(0, str(Path(__file__).parent))
-from vlm_core import SessionHistories, decode_frame, env_float, env_int, infer_for  # noqa: E402
+from vlm_core import (  # noqa: E402
+    ChunkBatcher,
+    ChunkRequest,
+    Prepared,
+    caption_chunk,
+    decode_frame,
+    env_float,
+    env_int,
+    gemma3_generate_batch,
+)
 
 APP_NAME = os.environ.get("MODAL_APP_NAME", "foresight-gemma3-vlm")
 MODEL_ID = os.environ.get("GEMMA3_MODEL_ID", "google/gemma-3-4b-it")
 CACHE_DIR = "/cache"
 
+# Serving knobs: the class options are fixed at deploy time, and the container gets the same values.
+MAX_BATCH_SIZE = env_int("GEMMA3_MAX_BATCH_SIZE", 16)
+BATCH_WAIT_MS = env_int("GEMMA3_BATCH_WAIT_MS", 30)
+MIN_CONTAINERS = env_int("GEMMA3_MIN_CONTAINERS", 0)
+MAX_CONTAINERS = env_int("GEMMA3_MAX_CONTAINERS", 4)
+SCALEDOWN_WINDOW_S = env_int("GEMMA3_SCALEDOWN_WINDOW_S", 300)
+GPU = os.environ.get("GEMMA3_GPU", "L40S")
 
 image = (
     modal.Image.debian_slim(python_version="3.11")
-    .pip_install("torch==2.6.0", "transformers==4.51.3", "accelerate==1.6.0", "pillow==11.2.1")
-    .env({"HF_HOME": CACHE_DIR, "HF_HUB_CACHE": f"{CACHE_DIR}/hub"})
+    .pip_install("torch==2.13.0", "transformers==5.18.0", "accelerate==1.15.0", "pillow==12.3.0")
+    .env(
+        {
+            "HF_HOME": CACHE_DIR,
+            "HF_HUB_CACHE": f"{CACHE_DIR}/hub",
+            "GEMMA3_MAX_BATCH_SIZE": str(MAX_BATCH_SIZE),
+            "GEMMA3_BATCH_WAIT_MS": str(BATCH_WAIT_MS),
+        }
+    )
     .add_local_file(Path(__file__).parent / "vlm_core.py", "/root/vlm_core.py")
 )
 model_cache = modal.Volume.from_name("foresight-model-cache", create_if_missing=True)
@@ -38,7 +71,18 @@ secrets = [modal.Secret.from_name(hf_secret_name)] if hf_secret_name else []
 app = modal.App(APP_NAME)
 
 
-@app.cls(gpu="L40S", image=image, volumes={CACHE_DIR: model_cache}, secrets=secrets, scaledown_window=300, timeout=600)
+@app.cls(
+    gpu=GPU,
+    image=image,
+    volumes={CACHE_DIR: model_cache},
+    secrets=secrets,
+    min_containers=MIN_CONTAINERS,
+    max_containers=MAX_CONTAINERS,
+    scaledown_window=SCALEDOWN_WINDOW_S,
+    timeout=600,
+)
+# Up to two batches' worth of calls per container: one batch on the GPU, the next one gathering.
+@modal.concurrent(max_inputs=2 * MAX_BATCH_SIZE, target_inputs=MAX_BATCH_SIZE)
 class Gemma3VLMSession:
     @modal.enter()
     def load(self) -> None:
@@ -47,41 +91,45 @@ class Gemma3VLMSession:
 
         self.max_edge = env_int("GEMMA3_MAX_FRAME_EDGE", 896)
         self.max_frames = env_int("GEMMA3_MAX_FRAMES_PER_CHUNK", 6)
+        self.max_history = env_int("GEMMA3_MAX_HISTORY_ENTRIES", 6)
         self.max_new_tokens = env_int("GEMMA3_MAX_NEW_TOKENS", 64)
         self.temperature = env_float("GEMMA3_TEMPERATURE", 0.2)
         self.top_p = env_float("GEMMA3_TOP_P", 0.9)
-        self.histories = SessionHistories(
-            max_entries=env_int("GEMMA3_MAX_HISTORY_ENTRIES", 6), max_sessions=env_int("GEMMA3_MAX_SESSIONS", 256)
-        )
         self.processor = AutoProcessor.from_pretrained(MODEL_ID)
-        self.model = Gemma3ForConditionalGeneration.from_pretrained(
-            MODEL_ID, torch_dtype=torch.bfloat16, device_map="cuda"
-        ).eval()
+        # Batched generation: prompts padded on the left, so every row's answer starts at the same index.
+        self.processor.tokenizer.padding_side = "left"
+        self.model = Gemma3ForConditionalGeneration.from_pretrained(MODEL_ID, dtype=torch.bfloat16, device_map="cuda").eval()
         model_cache.commit()
+        self.batcher = ChunkBatcher(
+            self.generate_batch,
+            max_batch_size=env_int("GEMMA3_MAX_BATCH_SIZE", 16),
+            wait_ms=env_int("GEMMA3_BATCH_WAIT_MS", 30),
+        )
 
-    def generate(self, images: list[Any], prompt: str) -> tuple[str, int]:
-        import torch
-
-        messages = [{"role": "user", "content": [*({"type": "image", "image": img} for img in images), {"type": "text", "text": prompt}]}]
-        inputs = self.processor.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
-        ).to(self.model.device, dtype=torch.bfloat16)
-        prompt_length = inputs["input_ids"].shape[-1]
-        with torch.inference_mode():
-            output = self.model.generate(
-                **inputs,
-                max_new_tokens=self.max_new_tokens,
-                do_sample=self.temperature > 0,
-                temperature=self.temperature if self.temperature > 0 else None,
-                top_p=self.top_p,
-            )
-        new_tokens = output[0][prompt_length:]
-        return self.processor.decode(new_tokens, skip_special_tokens=True), int(new_tokens.shape[-1])
+    def generate_batch(self, items: list[Prepared]) -> list[tuple[str, int]]:
+        return gemma3_generate_batch(
+            self.model, self.processor, items, max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p
+        )
 
     @modal.method()
-    def infer_chunk(self, frames: list[bytes], start_ts_s: float, end_ts_s: float, prompt: str, session_id: str) -> dict:
-        return infer_for(self, frames, start_ts_s, end_ts_s, prompt, session_id, decode_frame)
+    async def infer_chunk(
+        self,
+        frames: list[bytes],
+        start_ts_s: float,
+        end_ts_s: float,
+        prompt: str,
+        session_id: str,
+        history: Optional[list[str]] = None,
+    ) -> dict:
+        return await caption_chunk(
+            ChunkRequest(frames, start_ts_s, end_ts_s, prompt, session_id, history or ()),
+            batcher=self.batcher,
+            decode=lambda data: decode_frame(data, self.max_edge),
+            max_frames=self.max_frames,
+            max_history=self.max_history,
+        )
 
     @modal.method()
     def close(self, session_id: str) -> None:
-        self.histories.close(session_id)
+        """Kept for servers of before: the class holds nothing per session."""
+        return None

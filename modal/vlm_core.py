@@ -1,62 +1,34 @@
 """Model-independent logic shared by the Modal VLM apps (pure Python, unit-tested with a stub `modal`).
 
-Both apps keep a rolling caption history *per session_id* (bounded entries per
-session, bounded number of sessions, least recently used evicted), so two
-wearers never see each other's history; sample at most N frames evenly (first
-and latest kept); skip frames that do not decode; and build one prompt that
-names the window and the recent captions.
+The apps keep **no per-session state**: the server's session actor owns the
+caption history and sends it with every chunk (`history`, oldest first), so any
+container of the class can take any chunk, and scaling, restarts and scale-down
+lose nothing.
+
+Chunks that arrive together are captioned together: `ChunkBatcher` gathers the
+requests of concurrent `infer_chunk` calls (the class runs under
+`@modal.concurrent`) for at most `wait_ms`, up to `max_batch_size`, and runs
+them as one padded batch on the GPU. Each request keeps its own frames, prompt
+and history; one that cannot be captioned fails alone. Modal's `@modal.batched`
+is not used: a class with a batched method can have no other method (`close`
+must stay callable), batched methods take no default arguments (calls without
+`history`, from servers of before, must keep working), every call in a batch
+must pass the same number of arguments, and one exception fails the whole
+batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import time
-from collections import OrderedDict, deque
-from dataclasses import dataclass
-from typing import Any, Callable, Deque, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Optional, Sequence
 
 
 class ChunkError(ValueError):
     """A chunk the model cannot caption (for example, no frame decodes)."""
-
-
-class SessionHistories:
-    """Recent captions per session: at most `max_entries` each, at most `max_sessions` sessions (LRU)."""
-
-    def __init__(self, max_entries: int = 6, max_sessions: int = 256) -> None:
-        if max_entries < 0 or max_sessions < 1:
-            raise ValueError("max_entries must be >= 0 and max_sessions >= 1")
-        self.max_entries = max_entries
-        self.max_sessions = max_sessions
-        self._sessions: "OrderedDict[str, Deque[str]]" = OrderedDict()
-
-    def get(self, session_id: str) -> list[str]:
-        history = self._sessions.get(session_id)
-        if history is None:
-            return []
-        self._sessions.move_to_end(session_id)
-        return list(history)
-
-    def add(self, session_id: str, caption: str) -> None:
-        history = self._sessions.get(session_id)
-        if history is None:
-            history = deque(maxlen=self.max_entries)
-            self._sessions[session_id] = history
-        self._sessions.move_to_end(session_id)
-        if self.max_entries > 0 and caption:
-            history.append(caption)
-        while len(self._sessions) > self.max_sessions:
-            self._sessions.popitem(last=False)
-
-    def close(self, session_id: str) -> None:
-        self._sessions.pop(session_id, None)
-
-    def __contains__(self, session_id: object) -> bool:
-        return session_id in self._sessions
-
-    def __len__(self) -> int:
-        return len(self._sessions)
 
 
 def sample_evenly(items: Sequence[Any], max_items: int) -> list[Any]:
@@ -88,6 +60,14 @@ def decode_all(frames: Sequence[bytes], decode: Callable[[bytes], Optional[Any]]
     return images, skipped
 
 
+def clean_history(history: Any, max_entries: int, max_chars: int = 300) -> list[str]:
+    """The caller's history as at most `max_entries` non-empty strings, newest kept; anything else is dropped."""
+    if not isinstance(history, (list, tuple)) or max_entries <= 0:
+        return []
+    entries = [" ".join(str(h).split())[:max_chars] for h in history if isinstance(h, str) and h.strip()]
+    return entries[-max_entries:]
+
+
 def build_prompt(base_prompt: str, history: Sequence[str], start_s: float, end_s: float, n_frames: int) -> str:
     lines = [
         base_prompt.strip(),
@@ -113,43 +93,175 @@ def first_sentence(text: str, max_chars: int = 300) -> str:
 
 @dataclass
 class ChunkRequest:
+    """One `infer_chunk` call, as the server sends it (SPEC §7)."""
+
     frames: Sequence[bytes]
     start_ts_s: float
     end_ts_s: float
     prompt: str
     session_id: str
+    history: Sequence[str] = ()
 
 
-def caption_chunk(
-    request: ChunkRequest,
-    *,
-    histories: SessionHistories,
-    decode: Callable[[bytes], Optional[Any]],
-    generate: Callable[[list[Any], str], tuple[str, int]],
-    max_frames: int,
-    clock: Callable[[], float],
-) -> dict:
-    """Runs one chunk: sample, decode, prompt with this session's history, generate, remember."""
-    started = clock()
-    result = {
-        "caption": "",
-        "chunk_start_s": float(request.start_ts_s),
-        "chunk_end_s": float(request.end_ts_s),
-        "latency_ms": 0.0,
-        "tokens_generated": 0,
-    }
+@dataclass
+class Prepared:
+    """A request ready for the GPU: its sampled images and its full prompt. `images` empty: nothing to caption."""
+
+    images: list[Any]
+    prompt: str
+
+
+def prepare(request: ChunkRequest, *, decode: Callable[[bytes], Optional[Any]], max_frames: int, max_history: int) -> Prepared:
+    """Sample, decode and prompt one request; raises ChunkError when frames came and none decodes."""
     if len(request.frames) == 0:
-        return result
+        return Prepared([], "")
     decoded, _skipped = decode_all(request.frames, decode)
     if not decoded:
         raise ChunkError(f"none of the {len(request.frames)} frames decoded as an image")
     images = sample_evenly(decoded, max_frames)
-    prompt = build_prompt(request.prompt, histories.get(request.session_id), request.start_ts_s, request.end_ts_s, len(images))
-    text, tokens = generate(images, prompt)
-    caption = first_sentence(text)
-    histories.add(request.session_id, caption)
-    result.update(caption=caption, tokens_generated=int(tokens), latency_ms=round((clock() - started) * 1000, 1))
-    return result
+    history = clean_history(request.history, max_history)
+    return Prepared(images, build_prompt(request.prompt, history, request.start_ts_s, request.end_ts_s, len(images)))
+
+
+def result_of(request: ChunkRequest, text: str, tokens: int, latency_ms: float) -> dict:
+    """What `infer_chunk` returns (the server validates it with zod)."""
+    return {
+        "caption": first_sentence(text),
+        "chunk_start_s": float(request.start_ts_s),
+        "chunk_end_s": float(request.end_ts_s),
+        "latency_ms": round(latency_ms, 1),
+        "tokens_generated": int(tokens),
+    }
+
+
+GenerateBatch = Callable[[list[Prepared]], list[tuple[str, int]]]
+
+
+@dataclass
+class _Waiting:
+    item: Prepared
+    future: "asyncio.Future[tuple[str, int]]"
+    arrived: float
+
+
+@dataclass
+class BatchStats:
+    """What the batcher has done: batches run, their sizes, and requests failed."""
+
+    batches: int = 0
+    sizes: list[int] = field(default_factory=list)
+    failed: int = 0
+
+
+class ChunkBatcher:
+    """
+    Dynamic batching inside one container: requests submitted while the GPU
+    is busy, or within `wait_ms` of the first one of a batch, run together, at
+    most `max_batch_size` at a time, in arrival order; results go back to
+    their own callers. One batch runs at a time (one GPU). When a batch
+    fails, its requests are run one by one, so only the one that cannot be
+    captioned fails.
+
+    `generate_batch` runs in a worker thread (`run_blocking`, default
+    `asyncio.to_thread`), so the event loop keeps taking requests meanwhile.
+    """
+
+    def __init__(
+        self,
+        generate_batch: GenerateBatch,
+        *,
+        max_batch_size: int,
+        wait_ms: float,
+        run_blocking: Callable[..., Awaitable[Any]] = asyncio.to_thread,
+    ) -> None:
+        if max_batch_size < 1 or wait_ms < 0:
+            raise ValueError("max_batch_size must be >= 1 and wait_ms >= 0")
+        self.generate_batch = generate_batch
+        self.max_batch_size = max_batch_size
+        self.wait_s = wait_ms / 1000
+        self.run_blocking = run_blocking
+        self.stats = BatchStats()
+        self._queue: list[_Waiting] = []
+        self._arrived: Optional[asyncio.Event] = None
+        self._worker: Optional[asyncio.Task] = None
+
+    async def submit(self, item: Prepared) -> tuple[str, int]:
+        """The (text, tokens generated) of one request, once its batch has run."""
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(item, loop.create_future(), loop.time())
+        self._queue.append(waiting)
+        if self._arrived is None:
+            self._arrived = asyncio.Event()
+        self._arrived.set()
+        if self._worker is None or self._worker.done():
+            self._worker = loop.create_task(self._drain())
+        return await waiting.future
+
+    async def _drain(self) -> None:
+        assert self._arrived is not None
+        while self._queue:
+            # Wait for the batch to fill, at most wait_s after its first request arrived
+            # (requests that came while the previous batch ran have waited already).
+            deadline = self._queue[0].arrived + self.wait_s
+            while len(self._queue) < self.max_batch_size:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), remaining)
+                except asyncio.TimeoutError:
+                    break
+            batch = [w for w in self._queue[: self.max_batch_size] if not w.future.done()]
+            del self._queue[: self.max_batch_size]
+            if batch:
+                await self._run(batch)
+
+    async def _run(self, batch: list[_Waiting]) -> None:
+        self.stats.batches += 1
+        self.stats.sizes.append(len(batch))
+        try:
+            outputs = await self.run_blocking(self.generate_batch, [w.item for w in batch])
+            if len(outputs) != len(batch):
+                raise RuntimeError(f"generate_batch returned {len(outputs)} results for {len(batch)} requests")
+        except Exception as error:  # noqa: BLE001 - isolate the member that failed
+            if len(batch) == 1:
+                self.stats.failed += 1
+                _settle(batch[0].future, error=error)
+                return
+            for waiting in batch:
+                await self._run([waiting])
+            return
+        for waiting, output in zip(batch, outputs):
+            _settle(waiting.future, result=output)
+
+
+def _settle(future: "asyncio.Future", *, result: Any = None, error: Optional[BaseException] = None) -> None:
+    if future.done():  # the caller went away (cancelled)
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+async def caption_chunk(
+    request: ChunkRequest,
+    *,
+    batcher: ChunkBatcher,
+    decode: Callable[[bytes], Optional[Any]],
+    max_frames: int,
+    max_history: int,
+    clock: Callable[[], float] = time.perf_counter,
+    run_blocking: Callable[..., Awaitable[Any]] = asyncio.to_thread,
+) -> dict:
+    """One `infer_chunk`: decode off the event loop, caption in the next batch, answer this caller alone."""
+    started = clock()
+    prepared = await run_blocking(lambda: prepare(request, decode=decode, max_frames=max_frames, max_history=max_history))
+    if not prepared.images:
+        return result_of(request, "", 0, 0.0)
+    text, tokens = await batcher.submit(prepared)
+    return result_of(request, text, tokens, (clock() - started) * 1000)
 
 
 def env_int(name: str, default: int) -> int:
@@ -174,13 +286,78 @@ def decode_frame(data: bytes, max_edge: int) -> Optional[Any]:
     return img
 
 
-def infer_for(session: Any, frames: Sequence[bytes], start_ts_s: float, end_ts_s: float, prompt: str, session_id: str, decode: Callable[[bytes, int], Optional[Any]]) -> dict:
-    """`infer_chunk` of an app class: its histories, frame limits and `generate`, timed with a monotonic clock."""
-    return caption_chunk(
-        ChunkRequest(frames, start_ts_s, end_ts_s, prompt, session_id),
-        histories=session.histories,
-        decode=lambda data: decode(data, session.max_edge),
-        generate=session.generate,
-        max_frames=session.max_frames,
-        clock=time.perf_counter,
-    )
+def chat_messages(items: Sequence[Prepared]) -> list[list[dict]]:
+    """One chat per request: its images, then its prompt (the shape both apps' processors take)."""
+    return [
+        [{"role": "user", "content": [*({"type": "image", "image": img} for img in item.images), {"type": "text", "text": item.prompt}]}]
+        for item in items
+    ]
+
+
+def split_generated(output_ids: Any, prompt_length: int, stop_ids: set[int]) -> list[tuple[list[int], int]]:
+    """
+    Each row's new token ids (after the left-padded prompt), cut at the first stop
+    token, with how many were generated. `output_ids` is a (batch, length) tensor or
+    a list of lists.
+    """
+    rows = output_ids.tolist() if hasattr(output_ids, "tolist") else output_ids
+    out = []
+    for row in rows:
+        new = list(row[prompt_length:])
+        for i, token in enumerate(new):
+            if token in stop_ids:
+                new = new[:i]
+                break
+        out.append((new, len(new)))
+    return out
+
+
+def gemma3_generate_batch(model: Any, processor: Any, items: list[Prepared], *, max_new_tokens: int, temperature: float, top_p: float) -> list[tuple[str, int]]:
+    """
+    Gemma 3: one padded `generate` for the whole batch (prompts left-padded, so every
+    row's new tokens start at the same index). Returns (text, tokens generated) per
+    request, in order.
+    """
+    import torch
+
+    inputs = processor.apply_chat_template(
+        chat_messages(items), add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt", padding=True
+    ).to(model.device, dtype=torch.bfloat16)
+    prompt_length = inputs["input_ids"].shape[-1]
+    with torch.inference_mode():
+        output = model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=temperature > 0,
+            temperature=temperature if temperature > 0 else None,
+            top_p=top_p,
+        )
+    return decode_rows(processor, output, prompt_length, model)
+
+
+def decode_rows(processor: Any, output: Any, prompt_length: int, model: Any) -> list[tuple[str, int]]:
+    """Texts and token counts of a batched `generate`'s rows."""
+    tokenizer = processor.tokenizer
+    stop_ids = {tokenizer.pad_token_id}
+    eos = model.generation_config.eos_token_id
+    stop_ids.update(eos if isinstance(eos, (list, tuple)) else [eos])
+    stop_ids.discard(None)
+    return [(tokenizer.decode(ids, skip_special_tokens=True), n) for ids, n in split_generated(output, prompt_length, stop_ids)]
+
+
+def qwen_generate_batch(model: Any, processor: Any, items: list[Prepared], *, max_new_tokens: int, temperature: float) -> list[tuple[str, int]]:
+    """Qwen2.5-VL (StreamingVLM): one padded `generate` for the batch; the processor takes every request's images in order."""
+    import torch
+
+    texts = [processor.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) for chat in chat_messages(items)]
+    images = [image for item in items for image in item.images]
+    inputs = processor(text=texts, images=images, padding=True, return_tensors="pt").to(model.device)
+    prompt_length = inputs["input_ids"].shape[-1]
+    with torch.inference_mode():
+        output = model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=temperature > 0,
+            temperature=temperature if temperature > 0 else None,
+        )
+    return decode_rows(processor, output, prompt_length, model)

@@ -32,6 +32,14 @@ class App:
         return register
 
 
+def _concurrent(**options):
+    def mark(cls):
+        cls.modal_concurrent = options
+        return cls
+
+    return mark
+
+
 def install():
     module = types.ModuleType("modal")
     module.App = App
@@ -40,5 +48,6 @@ def install():
     module.Secret = _Chain()
     module.enter = lambda **_kw: (lambda fn: fn)
     module.method = lambda **_kw: (lambda fn: fn)
+    module.concurrent = _concurrent
     sys.modules["modal"] = module
     return module

@@ -1,4 +1,6 @@
+import asyncio
 import importlib
+import inspect
 import sys
 import unittest
 
@@ -14,34 +16,90 @@ class AppsTest(unittest.TestCase):
         cls.gemma = importlib.import_module("gemma3_vlm_app")
         cls.streaming = importlib.import_module("streaming_vlm_app")
 
-    def test_names_and_gpu(self):
+    def classes(self):
+        return ((self.gemma, "Gemma3VLMSession", "GEMMA3"), (self.streaming, "StreamingVLMSession", "STREAMING_VLM"))
+
+    def test_names_gpu_scaling_and_concurrency_knobs(self):
         self.assertEqual(self.gemma.app.name, "foresight-gemma3-vlm")
-        self.assertIn("Gemma3VLMSession", self.gemma.app.classes)
-        self.assertEqual(self.gemma.Gemma3VLMSession.modal_options["gpu"], "L40S")
         self.assertEqual(self.streaming.app.name, "foresight-streaming-vlm")
-        self.assertIn("StreamingVLMSession", self.streaming.app.classes)
+        for module, cls_name, _prefix in self.classes():
+            with self.subTest(cls_name):
+                cls = module.app.classes[cls_name]
+                self.assertEqual(cls.modal_options["gpu"], "L40S")
+                self.assertEqual(
+                    {k: cls.modal_options[k] for k in ("min_containers", "max_containers", "scaledown_window")},
+                    {"min_containers": 0, "max_containers": 4, "scaledown_window": 300},
+                )
+                # One batch on the GPU while the next gathers.
+                self.assertEqual(cls.modal_concurrent, {"max_inputs": 32, "target_inputs": 16})
 
-    def session(self, cls):
-        from vlm_core import SessionHistories
+    def test_knobs_are_read_at_deploy_time(self):
+        import os
 
+        os.environ.update({"GEMMA3_MAX_BATCH_SIZE": "4", "GEMMA3_MIN_CONTAINERS": "1", "GEMMA3_GPU": "H100"})
+        try:
+            sys.modules.pop("gemma3_vlm_app", None)
+            module = importlib.import_module("gemma3_vlm_app")
+            cls = module.Gemma3VLMSession
+            self.assertEqual((cls.modal_options["gpu"], cls.modal_options["min_containers"]), ("H100", 1))
+            self.assertEqual(cls.modal_concurrent, {"max_inputs": 8, "target_inputs": 4})
+        finally:
+            for key in ("GEMMA3_MAX_BATCH_SIZE", "GEMMA3_MIN_CONTAINERS", "GEMMA3_GPU"):
+                os.environ.pop(key, None)
+            sys.modules.pop("gemma3_vlm_app", None)
+            self.gemma = importlib.import_module("gemma3_vlm_app")
+
+    def session(self, module, cls):
+        from vlm_core import ChunkBatcher
+
+        batches = []
+
+        def generate(items):
+            batches.append([item.prompt for item in items])
+            return [(f"A scene with {len(item.images)} views. More.", 5) for item in items]
+
+        module.decode_frame = lambda data, max_edge: None if data == b"bad" else data
         s = cls()
         s.max_edge = 64
         s.max_frames = 6
-        s.histories = SessionHistories(max_entries=6, max_sessions=4)
-        s.generate = lambda images, prompt: (f"A scene with {len(images)} views.", 5)
-        return s
+        s.max_history = 6
+        s.batcher = ChunkBatcher(generate, max_batch_size=8, wait_ms=20)
+        return s, batches
 
-    def test_both_classes_share_the_interface_and_keep_history_per_session(self):
-        for module, cls_name in ((self.gemma, "Gemma3VLMSession"), (self.streaming, "StreamingVLMSession")):
+    def test_interleaved_sessions_each_carry_their_own_history_and_the_class_keeps_none(self):
+        for module, cls_name, _prefix in self.classes():
             with self.subTest(cls_name):
-                module.decode_frame = lambda data, max_edge: None if data == b"bad" else data
-                s = self.session(getattr(module, cls_name))
-                out = s.infer_chunk([b"a", b"bad", b"b"], 0.5, 1.5, "Describe.", "wearer-1")
-                self.assertEqual(out["caption"], "A scene with 2 views.")
-                self.assertEqual((out["chunk_start_s"], out["chunk_end_s"], out["tokens_generated"]), (0.5, 1.5, 5))
-                self.assertEqual(s.histories.get("wearer-1"), ["A scene with 2 views."])
-                s.close("wearer-1")
-                self.assertEqual(s.histories.get("wearer-1"), [])
+                s, batches = self.session(module, getattr(module, cls_name))
+
+                async def main():
+                    return await asyncio.gather(
+                        s.infer_chunk([b"a", b"bad", b"b"], 0.5, 1.5, "Describe.", "wearer-1", ["w1 before"]),
+                        s.infer_chunk([b"c"], 2.0, 3.0, "Describe.", "wearer-2", ["w2 before"]),
+                        # A server of before: five arguments, no history.
+                        s.infer_chunk([b"d"], 3.0, 4.0, "Describe.", "wearer-3"),
+                    )
+
+                one, two, three = asyncio.run(main())
+                self.assertEqual(one["caption"], "A scene with 2 views.")
+                self.assertEqual((one["chunk_start_s"], one["chunk_end_s"], one["tokens_generated"]), (0.5, 1.5, 5))
+                self.assertEqual(two["caption"], "A scene with 1 views.")
+                self.assertEqual(three["chunk_end_s"], 4.0)
+                [batch] = batches
+                self.assertIn("- w1 before", batch[0])
+                self.assertNotIn("w2", batch[0])
+                self.assertIn("- w2 before", batch[1])
+                self.assertNotIn("Earlier captions", batch[2])
+                # Nothing keyed by session stays in the instance.
+                for value in vars(s).values():
+                    self.assertFalse(isinstance(value, dict) and any(str(k).startswith("wearer") for k in value))
+                self.assertIsNone(s.close("wearer-1"))
+
+    def test_history_is_an_optional_sixth_argument(self):
+        for module, cls_name, _prefix in self.classes():
+            with self.subTest(cls_name):
+                params = list(inspect.signature(getattr(module, cls_name).infer_chunk).parameters.values())
+                self.assertEqual([p.name for p in params], ["self", "frames", "start_ts_s", "end_ts_s", "prompt", "session_id", "history"])
+                self.assertIsNone(params[-1].default)
 
 
 if __name__ == "__main__":

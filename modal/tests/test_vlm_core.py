@@ -1,19 +1,29 @@
+import asyncio
 import unittest
 
 from vlm_core import (
+    ChunkBatcher,
     ChunkError,
     ChunkRequest,
-    SessionHistories,
+    Prepared,
     build_prompt,
     caption_chunk,
+    clean_history,
     decode_all,
     first_sentence,
+    prepare,
     sample_evenly,
+    split_generated,
 )
 
 
 def fake_decode(data: bytes):
     return None if data.startswith(b"bad") else data.decode()
+
+
+async def inline(fn, *args):
+    """Runs the blocking part inline: deterministic, no threads."""
+    return fn(*args)
 
 
 class Clock:
@@ -23,34 +33,6 @@ class Clock:
     def __call__(self):
         self.t += 0.25
         return self.t
-
-
-class SessionHistoriesTest(unittest.TestCase):
-    def test_history_is_per_session_and_bounded(self):
-        h = SessionHistories(max_entries=2, max_sessions=10)
-        for caption in ["a", "b", "c"]:
-            h.add("s1", caption)
-        h.add("s2", "x")
-        self.assertEqual(h.get("s1"), ["b", "c"])
-        self.assertEqual(h.get("s2"), ["x"])
-        self.assertEqual(h.get("unknown"), [])
-
-    def test_least_recently_used_session_is_evicted(self):
-        h = SessionHistories(max_entries=3, max_sessions=2)
-        h.add("s1", "one")
-        h.add("s2", "two")
-        h.get("s1")  # s1 is now the most recent
-        h.add("s3", "three")
-        self.assertIn("s1", h)
-        self.assertNotIn("s2", h)
-        self.assertIn("s3", h)
-
-    def test_close_forgets_a_session(self):
-        h = SessionHistories()
-        h.add("s1", "one")
-        h.close("s1")
-        self.assertEqual(h.get("s1"), [])
-        self.assertEqual(len(h), 0)
 
 
 class SamplingTest(unittest.TestCase):
@@ -83,56 +65,30 @@ class PromptTest(unittest.TestCase):
         self.assertEqual(first_sentence("  A man reads.  He smiles. "), "A man reads.")
         self.assertEqual(first_sentence("A cat\non a mat"), "A cat on a mat")
 
+    def test_history_from_the_caller_is_cleaned_and_bounded(self):
+        self.assertEqual(clean_history(["a", " ", 3, "b\n c", None, "d"], 3), ["a", "b c", "d"])
+        self.assertEqual(clean_history(["a", "b", "c"], 2), ["b", "c"])
+        self.assertEqual(clean_history("not a list", 6), [])
+        self.assertEqual(clean_history(None, 6), [])
+        self.assertEqual(clean_history(["a"], 0), [])
+        self.assertEqual(clean_history(["x" * 500], 1), ["x" * 300])
 
-class CaptionChunkTest(unittest.TestCase):
-    def setUp(self):
-        self.h = SessionHistories(max_entries=6, max_sessions=8)
-        self.prompts = []
 
-    def generate(self, images, prompt):
-        self.prompts.append((images, prompt))
-        return f"I see {len(images)} frames. More text.", 7
-
-    def run_chunk(self, frames, session="s1", start=1.0, end=2.0):
-        return caption_chunk(
-            ChunkRequest(frames, start, end, "Describe.", session),
-            histories=self.h,
+class PrepareTest(unittest.TestCase):
+    def test_samples_decodes_and_prompts_with_the_callers_history(self):
+        prepared = prepare(
+            ChunkRequest([b"bad0"] + [f"f{i}".encode() for i in range(20)], 1.0, 2.0, "Describe.", "s1", ["earlier one"]),
             decode=fake_decode,
-            generate=self.generate,
             max_frames=6,
-            clock=Clock(),
+            max_history=6,
         )
-
-    def test_captions_a_chunk_and_remembers_it_for_that_session_only(self):
-        out = self.run_chunk([b"f1", b"f2"])
-        self.assertEqual(
-            out,
-            {"caption": "I see 2 frames.", "chunk_start_s": 1.0, "chunk_end_s": 2.0, "latency_ms": 250.0, "tokens_generated": 7},
-        )
-        self.run_chunk([b"f3"], session="s1")
-        self.assertIn("- I see 2 frames.", self.prompts[1][1])
-        self.run_chunk([b"f4"], session="s2")
-        self.assertNotIn("Earlier captions", self.prompts[2][1])
-
-    def test_samples_at_most_six_frames(self):
-        self.run_chunk([f"f{i}".encode() for i in range(20)])
-        images = self.prompts[0][0]
-        self.assertEqual(len(images), 6)
-        self.assertEqual((images[0], images[-1]), ("f0", "f19"))
-
-    def test_skips_frames_that_do_not_decode(self):
-        self.run_chunk([b"bad1", b"f2", b"bad3"])
-        self.assertEqual(self.prompts[0][0], ["f2"])
+        self.assertEqual(len(prepared.images), 6)
+        self.assertEqual((prepared.images[0], prepared.images[-1]), ("f0", "f19"))
+        self.assertIn("- earlier one", prepared.prompt)
 
     def test_a_chunk_with_no_decodable_frame_is_a_clear_error(self):
         with self.assertRaisesRegex(ChunkError, "none of the 2 frames decoded"):
-            self.run_chunk([b"bad1", b"bad2"])
-        self.assertEqual(self.prompts, [])
-
-    def test_an_empty_chunk_gives_an_empty_caption_without_the_model(self):
-        out = self.run_chunk([])
-        self.assertEqual(out["caption"], "")
-        self.assertEqual(self.prompts, [])
+            prepare(ChunkRequest([b"bad1", b"bad2"], 0, 1, "p", "s"), decode=fake_decode, max_frames=6, max_history=6)
 
     def test_decode_all_counts_skips_and_survives_decoder_errors(self):
         def explode(data):
@@ -140,6 +96,186 @@ class CaptionChunkTest(unittest.TestCase):
 
         self.assertEqual(decode_all([b"a", b"bad"], fake_decode), (["a"], 1))
         self.assertEqual(decode_all([b"a"], explode), ([], 1))
+
+
+class Model:
+    """A model stand-in: records every batch; answers from each request's own prompt; 'boom' breaks a batch."""
+
+    def __init__(self):
+        self.batches: list[list[str]] = []
+
+    def __call__(self, items: list[Prepared]) -> list[tuple[str, int]]:
+        prompts = [item.prompt for item in items]
+        self.batches.append(prompts)
+        if any("boom" in p for p in prompts):
+            raise RuntimeError("CUDA error: device-side assert triggered")
+        return [(f"Caption for {p}. Extra.", len(p)) for p in prompts]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+class ChunkBatcherTest(unittest.TestCase):
+    def test_requests_of_several_sessions_arriving_together_run_as_one_batch_and_each_gets_its_own_result(self):
+        model = Model()
+
+        async def main():
+            batcher = ChunkBatcher(model, max_batch_size=8, wait_ms=20, run_blocking=inline)
+            results = await asyncio.gather(*(batcher.submit(Prepared(["img"], f"session-{i}")) for i in range(5)))
+            return batcher, results
+
+        batcher, results = run(main())
+        self.assertEqual(model.batches, [[f"session-{i}" for i in range(5)]])
+        self.assertEqual(results, [(f"Caption for session-{i}. Extra.", 9) for i in range(5)])
+        self.assertEqual(batcher.stats.sizes, [5])
+
+    def test_batches_hold_at_most_max_batch_size_in_arrival_order(self):
+        model = Model()
+
+        async def main():
+            batcher = ChunkBatcher(model, max_batch_size=2, wait_ms=1000, run_blocking=inline)
+            return await asyncio.gather(*(batcher.submit(Prepared(["img"], f"r{i}")) for i in range(5)))
+
+        results = run(main())
+        self.assertEqual(model.batches, [["r0", "r1"], ["r2", "r3"], ["r4"]])
+        self.assertEqual([text for text, _ in results], [f"Caption for r{i}. Extra." for i in range(5)])
+
+    def test_a_full_batch_does_not_wait_and_a_lone_request_waits_at_most_wait_ms(self):
+        model = Model()
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            batcher = ChunkBatcher(model, max_batch_size=2, wait_ms=50, run_blocking=inline)
+            started = loop.time()
+            await asyncio.gather(batcher.submit(Prepared(["i"], "a")), batcher.submit(Prepared(["i"], "b")))
+            full = loop.time() - started
+            started = loop.time()
+            await batcher.submit(Prepared(["i"], "c"))
+            return full, loop.time() - started
+
+        full, lone = run(main())
+        self.assertLess(full, 0.04)
+        self.assertGreaterEqual(lone, 0.045)
+        self.assertLess(lone, 1.0)
+
+    def test_one_failing_member_fails_alone(self):
+        model = Model()
+
+        async def main():
+            batcher = ChunkBatcher(model, max_batch_size=8, wait_ms=10, run_blocking=inline)
+            return batcher, await asyncio.gather(
+                batcher.submit(Prepared(["i"], "ok-1")),
+                batcher.submit(Prepared(["i"], "boom")),
+                batcher.submit(Prepared(["i"], "ok-2")),
+                return_exceptions=True,
+            )
+
+        batcher, results = run(main())
+        self.assertEqual(results[0], ("Caption for ok-1. Extra.", 4))
+        self.assertIsInstance(results[1], RuntimeError)
+        self.assertEqual(results[2], ("Caption for ok-2. Extra.", 4))
+        # The whole batch first, then each member alone.
+        self.assertEqual(model.batches, [["ok-1", "boom", "ok-2"], ["ok-1"], ["boom"], ["ok-2"]])
+        self.assertEqual(batcher.stats.failed, 1)
+
+    def test_a_model_that_returns_the_wrong_number_of_results_fails_only_as_it_must(self):
+        async def main():
+            batcher = ChunkBatcher(lambda items: [("x", 1)], max_batch_size=4, wait_ms=5, run_blocking=inline)
+            return await asyncio.gather(*(batcher.submit(Prepared(["i"], str(i))) for i in range(2)), return_exceptions=True)
+
+        results = run(main())
+        # Run alone, each gets the one result the model gives.
+        self.assertEqual(results, [("x", 1), ("x", 1)])
+
+    def test_a_cancelled_caller_is_left_out_and_the_others_go_on(self):
+        model = Model()
+
+        async def main():
+            batcher = ChunkBatcher(model, max_batch_size=8, wait_ms=30, run_blocking=inline)
+            gone = asyncio.ensure_future(batcher.submit(Prepared(["i"], "gone")))
+            kept = asyncio.ensure_future(batcher.submit(Prepared(["i"], "kept")))
+            await asyncio.sleep(0)
+            gone.cancel()
+            return await kept
+
+        self.assertEqual(run(main()), ("Caption for kept. Extra.", 4))
+        self.assertEqual(model.batches, [["kept"]])
+
+    def test_runs_the_model_off_the_event_loop_by_default(self):
+        import threading
+
+        seen = []
+
+        def model(items):
+            seen.append(threading.current_thread() is threading.main_thread())
+            return [("A thing.", 2) for _ in items]
+
+        async def main():
+            return await ChunkBatcher(model, max_batch_size=4, wait_ms=1).submit(Prepared(["i"], "p"))
+
+        self.assertEqual(run(main()), ("A thing.", 2))
+        self.assertEqual(seen, [False])
+
+    def test_rejects_bad_settings(self):
+        with self.assertRaises(ValueError):
+            ChunkBatcher(Model(), max_batch_size=0, wait_ms=1)
+
+
+class CaptionChunkTest(unittest.TestCase):
+    def caption(self, requests):
+        model = Model()
+
+        async def main():
+            batcher = ChunkBatcher(model, max_batch_size=8, wait_ms=10, run_blocking=inline)
+            return await asyncio.gather(
+                *(
+                    caption_chunk(r, batcher=batcher, decode=fake_decode, max_frames=6, max_history=2, clock=Clock(), run_blocking=inline)
+                    for r in requests
+                ),
+                return_exceptions=True,
+            )
+
+        return model, run(main())
+
+    def test_interleaved_sessions_each_get_their_own_history_in_one_batch(self):
+        model, results = self.caption(
+            [
+                ChunkRequest([b"a1"], 1.0, 2.0, "Describe.", "wearer-a", ["a saw a door", "a saw a desk", "a saw a kettle"]),
+                ChunkRequest([b"b1", b"b2"], 3.0, 4.0, "Describe.", "wearer-b", ["b saw a street"]),
+                ChunkRequest([b"c1"], 0.0, 1.0, "Describe.", "wearer-c"),
+            ]
+        )
+        [batch] = model.batches
+        self.assertIn("- a saw a desk\n- a saw a kettle", batch[0])
+        self.assertNotIn("a saw a door", batch[0])  # max_history=2
+        self.assertNotIn("b saw", batch[0])
+        self.assertIn("- b saw a street", batch[1])
+        self.assertNotIn("a saw", batch[1])
+        self.assertNotIn("Earlier captions", batch[2])
+        self.assertEqual(results[1]["caption"], first_sentence(f"Caption for {batch[1]}. Extra."))
+        self.assertEqual(
+            {k: results[1][k] for k in ("chunk_start_s", "chunk_end_s", "latency_ms", "tokens_generated")},
+            {"chunk_start_s": 3.0, "chunk_end_s": 4.0, "latency_ms": 250.0, "tokens_generated": len(batch[1])},
+        )
+
+    def test_an_undecodable_chunk_fails_alone_and_never_reaches_the_model(self):
+        model, results = self.caption([ChunkRequest([b"bad"], 0, 1, "p", "s1"), ChunkRequest([b"ok"], 0, 1, "p", "s2")])
+        self.assertIsInstance(results[0], ChunkError)
+        self.assertIsInstance(results[1], dict)
+        self.assertEqual(len(model.batches), 1)
+        self.assertEqual(len(model.batches[0]), 1)
+
+    def test_an_empty_chunk_gives_an_empty_caption_without_the_model(self):
+        model, results = self.caption([ChunkRequest([], 0, 1, "p", "s")])
+        self.assertEqual(results[0]["caption"], "")
+        self.assertEqual(model.batches, [])
+
+
+class SplitGeneratedTest(unittest.TestCase):
+    def test_cuts_each_row_after_the_prompt_and_at_its_first_stop_token(self):
+        rows = [[0, 0, 5, 6, 11, 12, 1, 0], [0, 7, 5, 6, 13, 14, 15, 16]]
+        self.assertEqual(split_generated(rows, 4, {0, 1}), [([11, 12], 2), ([13, 14, 15, 16], 4)])
 
 
 if __name__ == "__main__":
