@@ -23,6 +23,8 @@ export interface LoadResult {
   acks: number;
   elapsedMs: number;
   latenciesMs?: Latencies;
+  /** (b): from a window's latest frame leaving this side to the ack carrying its caption arriving. */
+  captionLatenciesMs?: Latencies;
   /** The live session's ack round trips before the load of the scenario, and during it. */
   before?: Latencies;
   during?: Latencies;
@@ -80,7 +82,7 @@ async function saturate(s: Extract<Scenario, { kind: 'saturate' }>): Promise<Loa
 }
 
 async function paced(s: Extract<Scenario, { kind: 'paced' }>): Promise<LoadResult> {
-  const payload = randomBytes(s.frameBytes);
+  const shared = randomBytes(s.frameBytes);
   const sockets: WebSocket[] = [];
   for (let i = 0; i < s.sessions; i += 50) {
     sockets.push(...(await Promise.all(Array.from({ length: Math.min(50, s.sessions - i) }, () => connect(s.url)))));
@@ -89,6 +91,7 @@ async function paced(s: Extract<Scenario, { kind: 'paced' }>): Promise<LoadResul
   const periodMs = 1000 / s.fps;
   const capacity = Math.ceil((s.sessions * s.fps * (s.warmupMs + s.durationMs + 5_000)) / 1000);
   const latencies = new Float64Array(capacity);
+  const captionLatencies: number[] = [];
   let count = 0;
   let acks = 0;
   let errors = 0;
@@ -96,7 +99,14 @@ async function paced(s: Extract<Scenario, { kind: 'paced' }>): Promise<LoadResul
   const timers: NodeJS.Timeout[] = [];
   for (const [i, ws] of sockets.entries()) {
     const sentAt: number[] = [];
+    // Each frame carries its sequence number in its first 4 bytes; the fake model names the
+    // window's latest one in the caption (bench/fixed-latency-inference.ts). `ws` masks a copy,
+    // so the session's one buffer is stamped again before each send.
+    const payload = Buffer.from(shared);
+    const sentBySequence: number[] = [];
+    let sequence = 0;
     ws.on('message', (data: Buffer) => {
+      const now = performance.now();
       const sent = sentAt.shift();
       if (sent === undefined || data[2] !== 0x66) {
         errors += 1;
@@ -104,11 +114,20 @@ async function paced(s: Extract<Scenario, { kind: 'paced' }>): Promise<LoadResul
       }
       if (measuring) {
         acks += 1;
-        if (count < capacity) latencies[count++] = performance.now() - sent;
+        if (count < capacity) latencies[count++] = now - sent;
+        if (data.includes('"caption"')) {
+          const last = /last #(\d+)/.exec(data.toString())?.[1];
+          const frameSent = last === undefined ? undefined : sentBySequence[Number(last)];
+          if (frameSent !== undefined) captionLatencies.push(now - frameSent);
+        }
       }
     });
     const send = () => {
-      sentAt.push(performance.now());
+      const now = performance.now();
+      sentAt.push(now);
+      sequence += 1;
+      payload.writeUInt32BE(sequence, 0);
+      sentBySequence[sequence] = now;
       ws.send(payload);
     };
     // Spread sessions over the frame period so the load is steady, not bursts.
@@ -130,11 +149,13 @@ async function paced(s: Extract<Scenario, { kind: 'paced' }>): Promise<LoadResul
   await phase('end');
   for (const ws of sockets) ws.terminate();
   const sorted = latencies.slice(0, count).sort();
+  const captionsSorted = Float64Array.from(captionLatencies).sort();
   return {
     acks,
     elapsedMs,
     errors,
     latenciesMs: { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), count },
+    captionLatenciesMs: { p50: percentile(captionsSorted, 0.5), p99: percentile(captionsSorted, 0.99), count: captionsSorted.length },
   };
 }
 
