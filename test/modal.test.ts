@@ -430,4 +430,72 @@ describe('caption history: kept by the session, sent with every chunk (VISION_HI
     const warnings = logLines.filter((l) => l.includes('takes no caption history'));
     expect(warnings).toHaveLength(1);
   });
+
+  /** The port alone, on a virtual clock, against the fake with the server's pair. */
+  const portSession = async (fake: FakeModalControlPlane, clock: { ms: number }, level: 'warn' | 'info' = 'warn') => {
+    modal = createModalInference({
+      credentials: { tokenId: 'ak-h', tokenSecret: 'as-h' },
+      appName: 'foresight-gemma3-vlm',
+      className: 'Gemma3VLMSession',
+      timeoutMs: 5_000,
+      client: { grpcMiddleware: [fake.middleware] },
+      logger: createLogger(level, new Writable({ write: (chunk: Buffer, _enc, done) => (logLines.push(chunk.toString()), done()) }), {
+        rateLimit: { lines: 0, windowMs: 1 },
+      }),
+      now: () => clock.ms,
+    });
+    const opened = await modal.open({ sessionId: 's-h', prompt: 'p' }, new AbortController().signal);
+    if (!opened.ok) throw new Error('open failed');
+    const chunk = { index: 0, windowId: 'w-0', frames: [Uint8Array.of(1)], startS: 0, endS: 1, framesSeen: 1, history: ['Before.'] };
+    return () => opened.value.infer(chunk, new AbortController().signal);
+  };
+
+  it('a class marked as taking no history is asked again after legacyRecheckMs (300 s), so a redeployment gets history back without a restart', async () => {
+    const fake = new FakeModalControlPlane();
+    fake.legacy = true;
+    const clock = { ms: 1_000 };
+    const infer = await portSession(fake, clock, 'info');
+    expect((await infer()).ok).toBe(true);
+    expect(fake.chunks.map((c) => c.history)).toEqual([['Before.'], undefined]);
+    clock.ms += 299_999;
+    expect((await infer()).ok).toBe(true);
+    expect(fake.chunks.slice(2).map((c) => c.history)).toEqual([undefined]);
+    fake.legacy = false; // redeployed from modal/
+    clock.ms += 1;
+    expect((await infer()).ok).toBe(true);
+    expect((await infer()).ok).toBe(true);
+    expect(fake.chunks.slice(3).map((c) => c.history)).toEqual([['Before.'], ['Before.']]);
+    expect(logLines.filter((l) => l.includes('takes no caption history'))).toHaveLength(1);
+    expect(logLines.filter((l) => l.includes('takes caption history again'))).toHaveLength(1);
+  });
+
+  it("a TypeError raised inside the model is that chunk's error, not an old deployment: no second call, history goes on", async () => {
+    const fake = new FakeModalControlPlane();
+    let calls = 0;
+    fake.answer = () => {
+      calls += 1;
+      if (calls === 1) throw new RemoteException('TypeError: SiglipVisionEmbeddings.forward() takes 2 positional arguments but 3 were given');
+      return { caption: 'A desk.' };
+    };
+    const infer = await portSession(fake, { ms: 0 });
+    const failed = await infer();
+    expect(failed.ok).toBe(false);
+    expect(failed.ok ? undefined : failed.error.kind).toBe('remote');
+    expect(failed.ok ? '' : failed.error.message).toContain('SiglipVisionEmbeddings.forward()');
+    expect((await infer()).ok).toBe(true);
+    expect(fake.chunks.map((c) => c.history)).toEqual([['Before.'], ['Before.']]);
+    expect(logLines.filter((l) => l.includes('takes no caption history'))).toEqual([]);
+  });
+
+  it('keeps at most 300 characters of each caption in the history, however long the answer', async () => {
+    const fake = new FakeModalControlPlane();
+    fake.answer = (call) => ({ caption: `${'A very long look around the room '.repeat(100)}.`, chunk_start_s: call.startS, chunk_end_s: call.endS });
+    await startWithFake(fake, {});
+    const client = await connect();
+    await stream(client, (acks) => captions(acks).length >= 3);
+    const sent = fake.chunks.flatMap((c) => c.history ?? []);
+    expect(sent.length).toBeGreaterThan(0);
+    expect(sent.every((entry) => entry.length === 300)).toBe(true);
+    expect(String(captions(client.acks)[0]!.caption).length).toBeGreaterThan(3_000);
+  });
 });

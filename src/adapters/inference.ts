@@ -16,10 +16,17 @@ export interface FrameChunk {
   /**
    * The session's latest captions, oldest first, at most VISION_HISTORY_CAPTIONS
    * (the session actor keeps them; models hold no per-session state). Absent or
-   * empty: no history.
+   * empty: no history. Each entry is at most MAX_HISTORY_ENTRY_CHARS.
    */
   history?: readonly string[];
 }
+
+/**
+ * Characters kept of each caption in a session's history: a model that answers
+ * at length cannot make every later chunk carry it (the Modal apps cut each
+ * entry to the same length, `clean_history` in modal/vlm_core.py).
+ */
+export const MAX_HISTORY_ENTRY_CHARS = 300;
 
 /** What a vision model says about one chunk. */
 export interface Caption {

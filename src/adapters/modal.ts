@@ -83,6 +83,14 @@ export interface ModalInferenceOptions {
   maxClients?: number;
   /** Extra SDK client settings, e.g. `grpcMiddleware` (tests use it to stand in for Modal's control plane). */
   client?: Omit<ModalClientParams, 'tokenId' | 'tokenSecret'>;
+  /**
+   * A class found to take no `history` is called without it for this long
+   * (ms, default 300 000); the next chunk after that tries `history` again, so
+   * a redeployed class gets it back without a server restart.
+   */
+  legacyRecheckMs?: number;
+  /** Milliseconds on a monotonic clock (tests pass a virtual one). */
+  now?: () => number;
 }
 
 export interface ModalInference extends InferencePort {
@@ -95,12 +103,17 @@ export interface ModalInference extends InferencePort {
 interface SharedClient {
   client: ModalClient;
   classes: Map<string, Promise<Cls>>;
-  /** Classes (`app/Class`) deployed before `history` was an argument: called without it. */
-  legacy: Set<string>;
+  /** Classes (`app/Class`) deployed before `history` was an argument, and when that was last seen (ms). */
+  legacy: Map<string, number>;
 }
 
-/** Python's answer when a deployment's `infer_chunk` predates the `history` argument. */
-const NO_HISTORY_ARGUMENT = /takes \d+ positional arguments? but \d+ were given|unexpected keyword argument 'history'/;
+/**
+ * Python's answer when a deployment's `infer_chunk` itself predates the `history`
+ * argument (`Cls.infer_chunk() takes 6 positional arguments but 7 were given`).
+ * A TypeError raised anywhere else (inside the model) names another function
+ * and is an inference error like any other.
+ */
+const NO_HISTORY_ARGUMENT = /\binfer_chunk\(\) takes \d+ positional arguments? but \d+ were given/;
 
 /**
  * The inference port over the Modal JS SDK (SPEC §7): `cls.fromName` once per
@@ -117,6 +130,8 @@ const NO_HISTORY_ARGUMENT = /takes \d+ positional arguments? but \d+ were given|
 export function createModalInference(options: ModalInferenceOptions): ModalInference {
   const maxClients = options.maxClients ?? 16;
   const closeTimeoutMs = options.closeTimeoutMs ?? 5_000;
+  const legacyRecheckMs = options.legacyRecheckMs ?? 300_000;
+  const now = options.now ?? (() => performance.now());
   const shared = new Map<string, SharedClient>();
   const sdkLogger = options.logger ? modalLogger(options.logger) : undefined;
 
@@ -129,7 +144,7 @@ export function createModalInference(options: ModalInferenceOptions): ModalInfer
       entry = {
         client: new sdk.ModalClient({ ...options.client, ...(sdkLogger ? { logger: sdkLogger } : {}), tokenId, tokenSecret }),
         classes: new Map(),
-        legacy: new Set(),
+        legacy: new Map(),
       };
       if (shared.size >= maxClients) {
         const [oldestKey, oldest] = shared.entries().next().value as [string, SharedClient];
@@ -180,14 +195,22 @@ export function createModalInference(options: ModalInferenceOptions): ModalInfer
           sessionId: request.sessionId,
           prompt: request.prompt,
           legacy: {
-            has: () => entry.legacy.has(key),
+            has: () => {
+              const seen = entry.legacy.get(key);
+              return seen !== undefined && now() - seen < legacyRecheckMs;
+            },
             add: () => {
-              if (entry.legacy.has(key)) return;
-              entry.legacy.add(key);
+              const known = entry.legacy.has(key);
+              entry.legacy.set(key, now());
+              if (known) return;
               options.logger?.warn(
-                { app: appName, class: className },
+                { app: appName, class: className, recheckMs: legacyRecheckMs },
                 'the deployed Modal class takes no caption history: chunks go without it until it is redeployed from modal/',
               );
+            },
+            taken: () => {
+              if (!entry.legacy.delete(key)) return;
+              options.logger?.info({ app: appName, class: className }, 'the deployed Modal class takes caption history again');
             },
           },
           timeoutMs: options.timeoutMs,
@@ -212,8 +235,11 @@ interface ModalSessionParts {
   forget: (cls: Promise<Cls>) => void;
   sessionId: string;
   prompt: string;
-  /** Whether this class predates the `history` argument (then it is left out), and marking it so. */
-  legacy: { has(): boolean; add(): void };
+  /**
+   * Whether this class predates the `history` argument (then it is left out),
+   * marking it so, and clearing the mark when a call with history went through.
+   */
+  legacy: { has(): boolean; add(): void; taken(): void };
   timeoutMs: number;
   closeTimeoutMs: number;
   scrub: (text: string) => string;
@@ -266,9 +292,11 @@ function modalSession(parts: ModalSessionParts): InferenceSession {
         return err(describe(sdk, error, scrub));
       }
       let settled = await within(call, signal, parts.timeoutMs);
+      let sentHistory = withHistory;
       if (withHistory && settled.status === 'failed' && settled.error instanceof sdk.RemoteError && NO_HISTORY_ARGUMENT.test(messageOf(settled.error))) {
-        // A deployment from before `history`: called again without it, as it is from now on.
+        // A deployment from before `history`: called again without it, as it is until the next recheck.
         parts.legacy.add();
+        sentHistory = false;
         try {
           call = method.remote(args(false));
         } catch (error) {
@@ -276,6 +304,7 @@ function modalSession(parts: ModalSessionParts): InferenceSession {
         }
         settled = await within(call, signal, Math.max(1, parts.timeoutMs - (performance.now() - started)));
       }
+      if (sentHistory && settled.status === 'done') parts.legacy.taken();
       if (settled.status === 'aborted') return err({ kind: 'remote', message: 'cancelled' });
       if (settled.status === 'timeout') return err({ kind: 'timeout', message: 'inference timed out' });
       if (settled.status === 'failed') {
