@@ -9,13 +9,16 @@ chunks of concurrent calls are captioned in one padded batch (`ChunkBatcher`,
 see vlm_core.py for why not `@modal.batched`). `close(session_id)` is kept for
 servers of before and does nothing.
 
-Knobs, read at deploy time and passed to the container: GEMMA3_MAX_BATCH_SIZE
-(16), GEMMA3_BATCH_WAIT_MS (30), GEMMA3_MIN_CONTAINERS (0),
-GEMMA3_MAX_CONTAINERS (4), GEMMA3_SCALEDOWN_WINDOW_S (300), GEMMA3_GPU (L40S).
-Read in the container: GEMMA3_MODEL_ID, GEMMA3_MAX_FRAME_EDGE,
-GEMMA3_MAX_FRAMES_PER_CHUNK, GEMMA3_MAX_HISTORY_ENTRIES, GEMMA3_MAX_NEW_TOKENS,
-GEMMA3_TEMPERATURE, GEMMA3_TOP_P. GEMMA3_HF_SECRET names an optional Modal
-secret holding HF_TOKEN (Gemma is a gated model).
+Knobs, all read and checked at deploy time (`ServingKnobs`: a bad value stops
+the deploy with a message naming it) and baked into the image, so the
+container reads the same: GEMMA3_MAX_BATCH_SIZE (16), GEMMA3_BATCH_WAIT_MS
+(30), GEMMA3_MIN_CONTAINERS (0), GEMMA3_MAX_CONTAINERS (4),
+GEMMA3_SCALEDOWN_WINDOW_S (300), GEMMA3_GPU (L40S), GEMMA3_MODEL_ID
+(google/gemma-3-4b-it), GEMMA3_MAX_FRAME_EDGE (896),
+GEMMA3_MAX_FRAMES_PER_CHUNK (6), GEMMA3_MAX_HISTORY_ENTRIES (6),
+GEMMA3_MAX_NEW_TOKENS (64), GEMMA3_TEMPERATURE (0.2), GEMMA3_TOP_P (0.9).
+GEMMA3_HF_SECRET names an optional Modal secret holding HF_TOKEN (Gemma is a
+gated model).
 """
 
 from __future__ import annotations
@@ -32,24 +35,17 @@ from vlm_core import (  # noqa: E402
     ChunkBatcher,
     ChunkRequest,
     Prepared,
+    ServingKnobs,
     caption_chunk,
     decode_frame,
-    env_float,
-    env_int,
     gemma3_generate_batch,
 )
 
 APP_NAME = os.environ.get("MODAL_APP_NAME", "foresight-gemma3-vlm")
-MODEL_ID = os.environ.get("GEMMA3_MODEL_ID", "google/gemma-3-4b-it")
 CACHE_DIR = "/cache"
 
-# Serving knobs: the class options are fixed at deploy time, and the container gets the same values.
-MAX_BATCH_SIZE = env_int("GEMMA3_MAX_BATCH_SIZE", 16)
-BATCH_WAIT_MS = env_int("GEMMA3_BATCH_WAIT_MS", 30)
-MIN_CONTAINERS = env_int("GEMMA3_MIN_CONTAINERS", 0)
-MAX_CONTAINERS = env_int("GEMMA3_MAX_CONTAINERS", 4)
-SCALEDOWN_WINDOW_S = env_int("GEMMA3_SCALEDOWN_WINDOW_S", 300)
-GPU = os.environ.get("GEMMA3_GPU", "L40S")
+# Every knob, checked here at deploy time and baked into the image: the container reads the same values.
+KNOBS = ServingKnobs.from_env("GEMMA3", model_id="google/gemma-3-4b-it", max_frame_edge=896)
 
 image = (
     modal.Image.debian_slim(python_version="3.11")
@@ -58,8 +54,7 @@ image = (
         {
             "HF_HOME": CACHE_DIR,
             "HF_HUB_CACHE": f"{CACHE_DIR}/hub",
-            "GEMMA3_MAX_BATCH_SIZE": str(MAX_BATCH_SIZE),
-            "GEMMA3_BATCH_WAIT_MS": str(BATCH_WAIT_MS),
+            **KNOBS.container_env(),
         }
     )
     .add_local_file(Path(__file__).parent / "vlm_core.py", "/root/vlm_core.py")
@@ -72,38 +67,38 @@ app = modal.App(APP_NAME)
 
 
 @app.cls(
-    gpu=GPU,
+    gpu=KNOBS.gpu,
     image=image,
     volumes={CACHE_DIR: model_cache},
     secrets=secrets,
-    min_containers=MIN_CONTAINERS,
-    max_containers=MAX_CONTAINERS,
-    scaledown_window=SCALEDOWN_WINDOW_S,
+    min_containers=KNOBS.min_containers,
+    max_containers=KNOBS.max_containers,
+    scaledown_window=KNOBS.scaledown_window_s,
     timeout=600,
 )
 # Up to two batches' worth of calls per container: one batch on the GPU, the next one gathering.
-@modal.concurrent(max_inputs=2 * MAX_BATCH_SIZE, target_inputs=MAX_BATCH_SIZE)
+@modal.concurrent(max_inputs=2 * KNOBS.max_batch_size, target_inputs=KNOBS.max_batch_size)
 class Gemma3VLMSession:
     @modal.enter()
     def load(self) -> None:
         import torch
         from transformers import AutoProcessor, Gemma3ForConditionalGeneration
 
-        self.max_edge = env_int("GEMMA3_MAX_FRAME_EDGE", 896)
-        self.max_frames = env_int("GEMMA3_MAX_FRAMES_PER_CHUNK", 6)
-        self.max_history = env_int("GEMMA3_MAX_HISTORY_ENTRIES", 6)
-        self.max_new_tokens = env_int("GEMMA3_MAX_NEW_TOKENS", 64)
-        self.temperature = env_float("GEMMA3_TEMPERATURE", 0.2)
-        self.top_p = env_float("GEMMA3_TOP_P", 0.9)
-        self.processor = AutoProcessor.from_pretrained(MODEL_ID)
+        self.max_edge = KNOBS.max_frame_edge
+        self.max_frames = KNOBS.max_frames_per_chunk
+        self.max_history = KNOBS.max_history_entries
+        self.max_new_tokens = KNOBS.max_new_tokens
+        self.temperature = KNOBS.temperature
+        self.top_p = KNOBS.top_p
+        self.processor = AutoProcessor.from_pretrained(KNOBS.model_id)
         # Batched generation: prompts padded on the left, so every row's answer starts at the same index.
         self.processor.tokenizer.padding_side = "left"
-        self.model = Gemma3ForConditionalGeneration.from_pretrained(MODEL_ID, dtype=torch.bfloat16, device_map="cuda").eval()
+        self.model = Gemma3ForConditionalGeneration.from_pretrained(KNOBS.model_id, dtype=torch.bfloat16, device_map="cuda").eval()
         model_cache.commit()
         self.batcher = ChunkBatcher(
             self.generate_batch,
-            max_batch_size=env_int("GEMMA3_MAX_BATCH_SIZE", 16),
-            wait_ms=env_int("GEMMA3_BATCH_WAIT_MS", 30),
+            max_batch_size=KNOBS.max_batch_size,
+            wait_ms=KNOBS.batch_wait_ms,
         )
 
     def generate_batch(self, items: list[Prepared]) -> list[tuple[str, int]]:

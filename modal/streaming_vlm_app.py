@@ -6,11 +6,12 @@ concurrent calls captioned in one padded batch, and a `close(session_id)` that
 does nothing. Select it with MODAL_APP_NAME=foresight-streaming-vlm and
 MODAL_CLASS_NAME=StreamingVLMSession.
 Deploy: `MODAL_APP_NAME=foresight-streaming-vlm modal deploy modal/streaming_vlm_app.py`.
-Knobs at deploy time: STREAMING_VLM_MAX_BATCH_SIZE (16), _BATCH_WAIT_MS (30),
-_MIN_CONTAINERS (0), _MAX_CONTAINERS (4), _SCALEDOWN_WINDOW_S (300), _GPU (L40S);
-in the container: STREAMING_VLM_MODEL_ID (a Qwen2.5-VL checkpoint, default the
-StreamingVLM weights), _MAX_FRAME_EDGE, _MAX_FRAMES_PER_CHUNK,
-_MAX_HISTORY_ENTRIES, _MAX_NEW_TOKENS, _TEMPERATURE.
+Knobs, all read and checked at deploy time and baked into the image (as in
+gemma3_vlm_app): STREAMING_VLM_MAX_BATCH_SIZE (16), _BATCH_WAIT_MS (30),
+_MIN_CONTAINERS (0), _MAX_CONTAINERS (4), _SCALEDOWN_WINDOW_S (300), _GPU (L40S),
+_MODEL_ID (a Qwen2.5-VL checkpoint, default the StreamingVLM weights),
+_MAX_FRAME_EDGE (768), _MAX_FRAMES_PER_CHUNK (6), _MAX_HISTORY_ENTRIES (6),
+_MAX_NEW_TOKENS (64), _TEMPERATURE (0.2).
 """
 
 from __future__ import annotations
@@ -27,23 +28,17 @@ from vlm_core import (  # noqa: E402
     ChunkBatcher,
     ChunkRequest,
     Prepared,
+    ServingKnobs,
     caption_chunk,
     decode_frame,
-    env_float,
-    env_int,
     qwen_generate_batch,
 )
 
 APP_NAME = os.environ.get("MODAL_APP_NAME", "foresight-streaming-vlm")
-MODEL_ID = os.environ.get("STREAMING_VLM_MODEL_ID", "mit-han-lab/StreamingVLM")
 CACHE_DIR = "/cache"
 
-MAX_BATCH_SIZE = env_int("STREAMING_VLM_MAX_BATCH_SIZE", 16)
-BATCH_WAIT_MS = env_int("STREAMING_VLM_BATCH_WAIT_MS", 30)
-MIN_CONTAINERS = env_int("STREAMING_VLM_MIN_CONTAINERS", 0)
-MAX_CONTAINERS = env_int("STREAMING_VLM_MAX_CONTAINERS", 4)
-SCALEDOWN_WINDOW_S = env_int("STREAMING_VLM_SCALEDOWN_WINDOW_S", 300)
-GPU = os.environ.get("STREAMING_VLM_GPU", "L40S")
+# Every knob, checked here at deploy time and baked into the image: the container reads the same values.
+KNOBS = ServingKnobs.from_env("STREAMING_VLM", model_id="mit-han-lab/StreamingVLM", max_frame_edge=768)
 
 image = (
     modal.Image.debian_slim(python_version="3.11")
@@ -52,8 +47,7 @@ image = (
         {
             "HF_HOME": CACHE_DIR,
             "HF_HUB_CACHE": f"{CACHE_DIR}/hub",
-            "STREAMING_VLM_MAX_BATCH_SIZE": str(MAX_BATCH_SIZE),
-            "STREAMING_VLM_BATCH_WAIT_MS": str(BATCH_WAIT_MS),
+            **KNOBS.container_env(),
         }
     )
     .add_local_file(Path(__file__).parent / "vlm_core.py", "/root/vlm_core.py")
@@ -64,34 +58,34 @@ app = modal.App(APP_NAME)
 
 
 @app.cls(
-    gpu=GPU,
+    gpu=KNOBS.gpu,
     image=image,
     volumes={CACHE_DIR: model_cache},
-    min_containers=MIN_CONTAINERS,
-    max_containers=MAX_CONTAINERS,
-    scaledown_window=SCALEDOWN_WINDOW_S,
+    min_containers=KNOBS.min_containers,
+    max_containers=KNOBS.max_containers,
+    scaledown_window=KNOBS.scaledown_window_s,
     timeout=600,
 )
-@modal.concurrent(max_inputs=2 * MAX_BATCH_SIZE, target_inputs=MAX_BATCH_SIZE)
+@modal.concurrent(max_inputs=2 * KNOBS.max_batch_size, target_inputs=KNOBS.max_batch_size)
 class StreamingVLMSession:
     @modal.enter()
     def load(self) -> None:
         import torch
         from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-        self.max_edge = env_int("STREAMING_VLM_MAX_FRAME_EDGE", 768)
-        self.max_frames = env_int("STREAMING_VLM_MAX_FRAMES_PER_CHUNK", 6)
-        self.max_history = env_int("STREAMING_VLM_MAX_HISTORY_ENTRIES", 6)
-        self.max_new_tokens = env_int("STREAMING_VLM_MAX_NEW_TOKENS", 64)
-        self.temperature = env_float("STREAMING_VLM_TEMPERATURE", 0.2)
-        self.processor = AutoProcessor.from_pretrained(MODEL_ID)
+        self.max_edge = KNOBS.max_frame_edge
+        self.max_frames = KNOBS.max_frames_per_chunk
+        self.max_history = KNOBS.max_history_entries
+        self.max_new_tokens = KNOBS.max_new_tokens
+        self.temperature = KNOBS.temperature
+        self.processor = AutoProcessor.from_pretrained(KNOBS.model_id)
         self.processor.tokenizer.padding_side = "left"
-        self.model = Qwen2_5_VLForConditionalGeneration.from_pretrained(MODEL_ID, dtype=torch.bfloat16, device_map="cuda").eval()
+        self.model = Qwen2_5_VLForConditionalGeneration.from_pretrained(KNOBS.model_id, dtype=torch.bfloat16, device_map="cuda").eval()
         model_cache.commit()
         self.batcher = ChunkBatcher(
             self.generate_batch,
-            max_batch_size=env_int("STREAMING_VLM_MAX_BATCH_SIZE", 16),
-            wait_ms=env_int("STREAMING_VLM_BATCH_WAIT_MS", 30),
+            max_batch_size=KNOBS.max_batch_size,
+            wait_ms=KNOBS.batch_wait_ms,
         )
 
     def generate_batch(self, items: list[Prepared]) -> list[tuple[str, int]]:

@@ -159,8 +159,13 @@ class ChunkBatcher:
     is busy, or within `wait_ms` of the first one of a batch, run together, at
     most `max_batch_size` at a time, in arrival order; results go back to
     their own callers. One batch runs at a time (one GPU). When a batch
-    fails, its requests are run one by one, so only the one that cannot be
-    captioned fails.
+    fails, it is split in halves and each half run again (bisection), so only
+    a request that cannot be captioned fails, at the cost of about
+    2·log2(batch) extra runs for one culprit rather than one run per member,
+    and a batch too large for the GPU's memory is captioned in halves.
+    Requests whose callers went away are not run. Should the worker itself
+    stop (cancelled, or anything that is not an `Exception`), every request
+    it holds fails with `RuntimeError` rather than waiting for ever.
 
     `generate_batch` runs in a worker thread (`run_blocking`, default
     `asyncio.to_thread`), so the event loop keeps taking requests meanwhile.
@@ -182,6 +187,7 @@ class ChunkBatcher:
         self.run_blocking = run_blocking
         self.stats = BatchStats()
         self._queue: list[_Waiting] = []
+        self._running: list[_Waiting] = []
         self._arrived: Optional[asyncio.Event] = None
         self._worker: Optional[asyncio.Task] = None
 
@@ -189,15 +195,30 @@ class ChunkBatcher:
         """The (text, tokens generated) of one request, once its batch has run."""
         loop = asyncio.get_running_loop()
         waiting = _Waiting(item, loop.create_future(), loop.time())
-        self._queue.append(waiting)
-        if self._arrived is None:
-            self._arrived = asyncio.Event()
-        self._arrived.set()
         if self._worker is None or self._worker.done():
+            # Requests of an event loop that has gone (no worker left to serve them) are dropped.
+            self._queue = [w for w in self._queue if w.future.get_loop() is loop and not w.future.done()]
+            self._queue.append(waiting)
+            self._arrived = asyncio.Event()  # an Event belongs to the loop it is first awaited in
             self._worker = loop.create_task(self._drain())
+        else:
+            self._queue.append(waiting)
+            assert self._arrived is not None
+            self._arrived.set()
         return await waiting.future
 
     async def _drain(self) -> None:
+        try:
+            await self._drain_queue()
+        except BaseException as error:
+            stopped = RuntimeError(f"the batch worker stopped: {error!r}")
+            for waiting in (*self._running, *self._queue):
+                _settle(waiting.future, error=stopped)
+            self._running = []
+            self._queue.clear()
+            raise
+
+    async def _drain_queue(self) -> None:
         assert self._arrived is not None
         while self._queue:
             # Wait for the batch to fill, at most wait_s after its first request arrived
@@ -215,9 +236,14 @@ class ChunkBatcher:
             batch = [w for w in self._queue[: self.max_batch_size] if not w.future.done()]
             del self._queue[: self.max_batch_size]
             if batch:
+                self._running = batch
                 await self._run(batch)
+                self._running = []
 
     async def _run(self, batch: list[_Waiting]) -> None:
+        batch = [w for w in batch if not w.future.done()]  # callers that went away are not run
+        if not batch:
+            return
         self.stats.batches += 1
         self.stats.sizes.append(len(batch))
         try:
@@ -229,8 +255,9 @@ class ChunkBatcher:
                 self.stats.failed += 1
                 _settle(batch[0].future, error=error)
                 return
-            for waiting in batch:
-                await self._run([waiting])
+            half = len(batch) // 2
+            await self._run(batch[:half])
+            await self._run(batch[half:])
             return
         for waiting, output in zip(batch, outputs):
             _settle(waiting.future, result=output)
@@ -264,12 +291,99 @@ async def caption_chunk(
     return result_of(request, text, tokens, (clock() - started) * 1000)
 
 
-def env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+def env_int(name: str, default: int, *, minimum: Optional[int] = None) -> int:
+    """A whole-number setting; unset or blank gives `default`. Raises ValueError naming `name` when invalid."""
+    raw = os.environ.get(name, "").strip()
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
 
 
-def env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
+def env_float(name: str, default: float, *, minimum: Optional[float] = None, maximum: Optional[float] = None) -> float:
+    """A finite number setting; unset or blank gives `default`. Raises ValueError naming `name` when invalid."""
+    raw = os.environ.get(name, "").strip()
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be a finite number, got {raw!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {value}")
+    return value
+
+
+def env_str(name: str, default: str) -> str:
+    """A non-blank text setting; unset or blank gives `default`."""
+    return os.environ.get(name, "").strip() or default
+
+
+@dataclass(frozen=True)
+class ServingKnobs:
+    """
+    Every setting of one app, all read from `<PREFIX>_*` when the app file is
+    imported: by `modal deploy` on the deployer's machine, which checks them
+    (ValueError naming the variable) and bakes them into the image's
+    environment (`container_env`), and again in each container, which so reads
+    the same values.
+    """
+
+    prefix: str
+    model_id: str
+    gpu: str
+    max_batch_size: int
+    batch_wait_ms: float
+    min_containers: int
+    max_containers: int
+    scaledown_window_s: int
+    max_frame_edge: int
+    max_frames_per_chunk: int
+    max_history_entries: int
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+
+    @classmethod
+    def from_env(cls, prefix: str, *, model_id: str, max_frame_edge: int) -> "ServingKnobs":
+        knobs = cls(
+            prefix=prefix,
+            model_id=env_str(f"{prefix}_MODEL_ID", model_id),
+            gpu=env_str(f"{prefix}_GPU", "L40S"),
+            max_batch_size=env_int(f"{prefix}_MAX_BATCH_SIZE", 16, minimum=1),
+            batch_wait_ms=env_float(f"{prefix}_BATCH_WAIT_MS", 30, minimum=0),
+            min_containers=env_int(f"{prefix}_MIN_CONTAINERS", 0, minimum=0),
+            max_containers=env_int(f"{prefix}_MAX_CONTAINERS", 4, minimum=1),
+            scaledown_window_s=env_int(f"{prefix}_SCALEDOWN_WINDOW_S", 300, minimum=1),
+            max_frame_edge=env_int(f"{prefix}_MAX_FRAME_EDGE", max_frame_edge, minimum=1),
+            max_frames_per_chunk=env_int(f"{prefix}_MAX_FRAMES_PER_CHUNK", 6, minimum=1),
+            max_history_entries=env_int(f"{prefix}_MAX_HISTORY_ENTRIES", 6, minimum=0),
+            max_new_tokens=env_int(f"{prefix}_MAX_NEW_TOKENS", 64, minimum=1),
+            temperature=env_float(f"{prefix}_TEMPERATURE", 0.2, minimum=0),
+            top_p=env_float(f"{prefix}_TOP_P", 0.9, minimum=0.01, maximum=1),
+        )
+        if knobs.min_containers > knobs.max_containers:
+            raise ValueError(
+                f"{prefix}_MIN_CONTAINERS ({knobs.min_containers}) must not exceed {prefix}_MAX_CONTAINERS ({knobs.max_containers})"
+            )
+        return knobs
+
+    def container_env(self) -> dict[str, str]:
+        """The settings as `<PREFIX>_*` variables, for the image: the container reads what the deployer checked."""
+        return {
+            f"{self.prefix}_{name.upper()}": str(value)
+            for name, value in vars(self).items()
+            if name != "prefix"
+        }
 
 
 def decode_frame(data: bytes, max_edge: int) -> Optional[Any]:

@@ -5,14 +5,23 @@ import types
 
 
 class _Chain:
-    """Image/Volume/Secret builders: every call returns another builder."""
+    """Image/Volume/Secret builders: every call returns another builder that remembers the calls made so far."""
 
-    def __init__(self, *args, **kwargs):
-        self.args = args
-        self.kwargs = kwargs
+    def __init__(self, calls=()):
+        self.calls = list(calls)
 
-    def __getattr__(self, _name):
-        return lambda *args, **kwargs: _Chain(*args, **kwargs)
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: _Chain([*self.calls, (name, args, kwargs)])
+
+    def env_vars(self) -> dict:
+        """Everything passed to `.env(...)` along the chain."""
+        merged = {}
+        for name, args, _kwargs in self.calls:
+            if name == "env":
+                merged.update(args[0])
+        return merged
 
     def commit(self):
         return None

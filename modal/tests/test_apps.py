@@ -49,6 +49,72 @@ class AppsTest(unittest.TestCase):
             sys.modules.pop("gemma3_vlm_app", None)
             self.gemma = importlib.import_module("gemma3_vlm_app")
 
+    def reimport(self, env):
+        """The Gemma app imported as `modal deploy` would with `env` set (restored after)."""
+        import os
+
+        saved = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)
+        try:
+            sys.modules.pop("gemma3_vlm_app", None)
+            return importlib.import_module("gemma3_vlm_app")
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            sys.modules.pop("gemma3_vlm_app", None)
+            importlib.import_module("gemma3_vlm_app")
+
+    def test_every_knob_reaches_the_container_as_the_deployer_set_it(self):
+        module = self.reimport({"GEMMA3_MODEL_ID": "google/gemma-3-12b-it", "GEMMA3_MAX_FRAMES_PER_CHUNK": "2", "GEMMA3_BATCH_WAIT_MS": "12.5"})
+        env = module.Gemma3VLMSession.modal_options["image"].env_vars()
+        self.assertEqual(env["GEMMA3_MODEL_ID"], "google/gemma-3-12b-it")
+        self.assertEqual(env["GEMMA3_MAX_FRAMES_PER_CHUNK"], "2")
+        self.assertEqual(env["GEMMA3_BATCH_WAIT_MS"], "12.5")
+        self.assertEqual(env["GEMMA3_MAX_BATCH_SIZE"], "16")
+        self.assertEqual(env["HF_HOME"], "/cache")
+        # The container, importing the app under the image's environment, reads the same knobs.
+        again = self.reimport(env)
+        self.assertEqual(again.KNOBS, module.KNOBS)
+        for module, cls_name, prefix in self.classes():
+            with self.subTest(cls_name):
+                env = getattr(module, cls_name).modal_options["image"].env_vars()
+                self.assertEqual(
+                    {k for k in env if k.startswith(prefix)},
+                    {
+                        f"{prefix}_{name}"
+                        for name in (
+                            "MODEL_ID GPU MAX_BATCH_SIZE BATCH_WAIT_MS MIN_CONTAINERS MAX_CONTAINERS SCALEDOWN_WINDOW_S "
+                            "MAX_FRAME_EDGE MAX_FRAMES_PER_CHUNK MAX_HISTORY_ENTRIES MAX_NEW_TOKENS TEMPERATURE TOP_P"
+                        ).split()
+                    },
+                )
+
+    def test_a_bad_knob_stops_the_deploy_naming_it(self):
+        cases = {
+            "GEMMA3_BATCH_WAIT_MS=-1": ({"GEMMA3_BATCH_WAIT_MS": "-1"}, "GEMMA3_BATCH_WAIT_MS must be at least 0, got -1.0"),
+            "GEMMA3_MAX_BATCH_SIZE=0": ({"GEMMA3_MAX_BATCH_SIZE": "0"}, "GEMMA3_MAX_BATCH_SIZE must be at least 1, got 0"),
+            "GEMMA3_MAX_BATCH_SIZE=16.0": ({"GEMMA3_MAX_BATCH_SIZE": "16.0"}, "GEMMA3_MAX_BATCH_SIZE must be a whole number, got '16.0'"),
+            "GEMMA3_MAX_FRAMES_PER_CHUNK=0": ({"GEMMA3_MAX_FRAMES_PER_CHUNK": "0"}, "GEMMA3_MAX_FRAMES_PER_CHUNK must be at least 1, got 0"),
+            "GEMMA3_TEMPERATURE=nan": ({"GEMMA3_TEMPERATURE": "nan"}, "GEMMA3_TEMPERATURE must be a finite number, got 'nan'"),
+            "GEMMA3_TOP_P=1.5": ({"GEMMA3_TOP_P": "1.5"}, "GEMMA3_TOP_P must be at most 1, got 1.5"),
+            "min > max": (
+                {"GEMMA3_MIN_CONTAINERS": "5", "GEMMA3_MAX_CONTAINERS": "2"},
+                "GEMMA3_MIN_CONTAINERS (5) must not exceed GEMMA3_MAX_CONTAINERS (2)",
+            ),
+        }
+        for name, (env, message) in cases.items():
+            with self.subTest(name):
+                with self.assertRaises(ValueError) as raised:
+                    self.reimport(env)
+                self.assertEqual(str(raised.exception), message)
+
+    def test_a_blank_knob_is_its_default(self):
+        module = self.reimport({"GEMMA3_MAX_BATCH_SIZE": " ", "GEMMA3_GPU": ""})
+        self.assertEqual((module.KNOBS.max_batch_size, module.KNOBS.gpu), (16, "L40S"))
+
     def session(self, module, cls):
         from vlm_core import ChunkBatcher
 

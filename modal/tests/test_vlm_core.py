@@ -175,9 +175,105 @@ class ChunkBatcherTest(unittest.TestCase):
         self.assertEqual(results[0], ("Caption for ok-1. Extra.", 4))
         self.assertIsInstance(results[1], RuntimeError)
         self.assertEqual(results[2], ("Caption for ok-2. Extra.", 4))
-        # The whole batch first, then each member alone.
-        self.assertEqual(model.batches, [["ok-1", "boom", "ok-2"], ["ok-1"], ["boom"], ["ok-2"]])
+        # The whole batch first, then halves until the culprit is alone.
+        self.assertEqual(model.batches, [["ok-1", "boom", "ok-2"], ["ok-1"], ["boom", "ok-2"], ["boom"], ["ok-2"]])
         self.assertEqual(batcher.stats.failed, 1)
+
+    def test_one_bad_request_in_sixteen_costs_eight_more_runs_not_sixteen(self):
+        model = Model()
+        names = [f"ok-{i}" for i in range(16)]
+        names[11] = "boom"
+
+        async def main():
+            batcher = ChunkBatcher(model, max_batch_size=16, wait_ms=10, run_blocking=inline)
+            return await asyncio.gather(*(batcher.submit(Prepared(["i"], n)) for n in names), return_exceptions=True)
+
+        results = run(main())
+        self.assertIsInstance(results[11], RuntimeError)
+        self.assertEqual([r for i, r in enumerate(results) if i != 11], [(f"Caption for {n}. Extra.", len(n)) for n in names if n != "boom"])
+        # Depth first: the failing half is split before its sibling runs.
+        self.assertEqual([len(b) for b in model.batches], [16, 8, 8, 4, 2, 2, 1, 1, 4])
+
+    def test_a_batch_too_big_for_the_gpu_is_captioned_in_halves(self):
+        batches = []
+
+        def model(items):
+            batches.append(len(items))
+            if len(items) > 4:
+                raise RuntimeError("CUDA out of memory")
+            return [("A room.", 2) for _ in items]
+
+        async def main():
+            batcher = ChunkBatcher(model, max_batch_size=8, wait_ms=10, run_blocking=inline)
+            return await asyncio.gather(*(batcher.submit(Prepared(["i"], str(i))) for i in range(8)))
+
+        self.assertEqual(run(main()), [("A room.", 2)] * 8)
+        self.assertEqual(batches, [8, 4, 4])
+
+    def test_after_a_failed_batch_requests_whose_callers_went_away_are_not_run_again(self):
+        model = Model()
+
+        async def main():
+            started = asyncio.Event()
+            release = asyncio.Event()
+
+            async def blocking(fn, items):
+                if len(items) > 1:  # the first, failing batch: its callers give up meanwhile
+                    started.set()
+                    await release.wait()
+                return fn(items)
+
+            batcher = ChunkBatcher(model, max_batch_size=8, wait_ms=10, run_blocking=blocking)
+            calls = [asyncio.ensure_future(batcher.submit(Prepared(["i"], n))) for n in ("gone-1", "boom", "gone-2", "kept")]
+            await started.wait()
+            for i in (0, 1, 2):
+                calls[i].cancel()
+            release.set()
+            return await calls[3]
+
+        self.assertEqual(run(main()), ("Caption for kept. Extra.", 4))
+        self.assertEqual(model.batches, [["gone-1", "boom", "gone-2", "kept"], ["kept"]])
+
+    def test_a_worker_that_stops_fails_every_request_it_holds_instead_of_leaving_them_waiting(self):
+        class Stop(BaseException):
+            pass
+
+        def model(items):
+            raise Stop()
+
+        async def main():
+            batcher = ChunkBatcher(model, max_batch_size=2, wait_ms=10, run_blocking=inline)
+            calls = [asyncio.ensure_future(batcher.submit(Prepared(["i"], str(i)))) for i in range(3)]
+            done, pending = await asyncio.wait(calls, timeout=2)
+            return [c.exception() for c in done], len(pending), batcher
+
+        errors, pending, batcher = run(main())
+        self.assertEqual(pending, 0)
+        self.assertEqual([str(e) for e in errors], ["the batch worker stopped: Stop()"] * 3)
+
+        # And cancelled: (a container shutting down) everything held fails too.
+        async def cancelled():
+            release = asyncio.Event()
+
+            async def blocking(fn, items):
+                await release.wait()
+                return fn(items)
+
+            batcher = ChunkBatcher(Model(), max_batch_size=1, wait_ms=0, run_blocking=blocking)
+            calls = [asyncio.ensure_future(batcher.submit(Prepared(["i"], str(i)))) for i in range(2)]
+            await asyncio.sleep(0.01)
+            batcher._worker.cancel()
+            done, pending = await asyncio.wait(calls, timeout=2)
+            return sorted(type(c.exception()).__name__ for c in done), len(pending)
+
+        self.assertEqual(run(cancelled()), (["RuntimeError", "RuntimeError"], 0))
+
+    def test_serves_a_second_event_loop_after_the_first_has_gone(self):
+        model = Model()
+        batcher = ChunkBatcher(model, max_batch_size=4, wait_ms=5, run_blocking=inline)
+        first = run(batcher.submit(Prepared(["i"], "one")))
+        second = run(asyncio.wait_for(batcher.submit(Prepared(["i"], "two")), 2))
+        self.assertEqual((first[0], second[0]), ("Caption for one. Extra.", "Caption for two. Extra."))
 
     def test_a_model_that_returns_the_wrong_number_of_results_fails_only_as_it_must(self):
         async def main():
