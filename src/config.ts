@@ -41,14 +41,26 @@ const number = (fallback: number, check: (n: z.ZodNumber) => z.ZodNumber) =>
       return result.data;
     });
 
-const url = optionalText.refine((value) => value === undefined || URL.canParse(value), {
-  message: 'expected an absolute URL',
-});
+/**
+ * `fetch` refuses a URL with a user name or password in it (every request would
+ * fail), and such a URL would carry a password into logs and error messages.
+ */
+const withoutUserInfo = (value: string | undefined) => {
+  const parsed = value === undefined ? null : URL.parse(value);
+  return parsed === null || (parsed.username === '' && parsed.password === '');
+};
+const NO_USER_INFO = { message: 'must not contain a user name or password (keys have their own variables)' };
+
+const url = optionalText
+  .refine((value) => value === undefined || URL.canParse(value), { message: 'expected an absolute URL' })
+  .refine(withoutUserInfo, NO_USER_INFO);
 
 /** An API root: `localhost:11434/v1` parses as a URL with scheme `localhost:`, so the scheme is checked. */
-const httpUrl = optionalText.refine((value) => value === undefined || /^https?:$/.test(URL.parse(value)?.protocol ?? ''), {
-  message: 'expected an http:// or https:// URL',
-});
+const httpUrl = optionalText
+  .refine((value) => value === undefined || /^https?:$/.test(URL.parse(value)?.protocol ?? ''), {
+    message: 'expected an http:// or https:// URL',
+  })
+  .refine(withoutUserInfo, NO_USER_INFO);
 
 const envSchema = z.object({
   PORT: number(8080, (n) => n.int().min(0).max(65535)),
@@ -93,10 +105,10 @@ const envSchema = z.object({
     return names;
   }),
   VISION_PEER_TIMEOUT_S: number(45, (n) => n.positive().max(3600)),
-  VISION_INFERENCE_TIMEOUT_MS: number(30_000, (n) => n.int().min(1)),
+  VISION_INFERENCE_TIMEOUT_MS: number(30_000, (n) => n.int().min(1).max(600_000)),
   VISION_HISTORY_CAPTIONS: number(6, (n) => n.int().min(0).max(64)),
   VISION_MAX_INFERENCE_FAILURES: number(3, (n) => n.int().min(1)),
-  VISION_DEGRADED_COOLDOWN_S: number(30, (n) => n.min(0)),
+  VISION_DEGRADED_COOLDOWN_S: number(30, (n) => n.min(0).max(3600)),
   VISION_PROVIDER: z
     .enum(['auto', 'modal', 'openai', 'none'])
     .optional()
@@ -112,7 +124,7 @@ const envSchema = z.object({
   OPENAI_API_KEY: optionalText,
   OPENAI_BASE_URL: httpUrl,
   INTERVENTION_MODEL: optionalText.transform((v) => v ?? 'gpt-4o-mini'),
-  INTERVENTION_TICK_SECONDS: number(60, (n) => n.positive()),
+  INTERVENTION_TICK_SECONDS: number(60, (n) => n.positive().max(86_400)),
   INTERVENTION_TICK: onOff(true),
   INTERVENTION_NUDGE_COOLDOWN_S: number(300, (n) => n.min(0)),
   INSPECT: onOff(false),
@@ -230,7 +242,12 @@ const visionEnvSchema = envSchema.pick({
   FORESIGHT_MODAL_TOKEN_SECRET: true,
 });
 
-const sameApiRoot = (a: string, b: string) => a.replace(/\/+$/, '') === b.replace(/\/+$/, '');
+/** Two API roots are the same when they name the same origin and path (case of the host, a default port and trailing slashes aside). */
+const sameApiRoot = (a: string, b: string) => apiRoot(a) === apiRoot(b);
+const apiRoot = (value: string) => {
+  const parsed = new URL(value);
+  return `${parsed.origin}${parsed.pathname.replace(/\/+$/, '')}${parsed.search}`;
+};
 
 /**
  * `auto`: Modal when a token pair is set, else the OpenAI-compatible provider

@@ -90,6 +90,16 @@ describe('loadConfig (SPEC §10)', () => {
       { VISION_PROVIDER: 'openai', VISION_OPENAI_BASE_URL: 'https://api.openai.com/v1/', OPENAI_API_KEY: 'sk-tick' },
       { kind: 'openai', chosenBy: 'VISION_PROVIDER', baseUrl: 'https://api.openai.com/v1/', apiKey: 'sk-tick', model: 'gpt-4o-mini', maxTokens: 60, detail: 'low' },
     ],
+    [
+      "the tick's own API root spelled another way (host case, default port) is still the tick's",
+      { VISION_OPENAI_BASE_URL: 'https://API.OpenAI.com:443/v1', OPENAI_API_KEY: 'sk-tick' },
+      { kind: 'openai', chosenBy: 'auto', baseUrl: 'https://API.OpenAI.com:443/v1', apiKey: 'sk-tick', model: 'gpt-4o-mini', maxTokens: 60, detail: 'low' },
+    ],
+    [
+      'another path on the same host is another API root',
+      { VISION_OPENAI_BASE_URL: 'https://api.openai.com/other/v1', OPENAI_API_KEY: 'sk-tick' },
+      { kind: 'openai', chosenBy: 'auto', baseUrl: 'https://api.openai.com/other/v1', apiKey: undefined, model: 'gpt-4o-mini', maxTokens: 60, detail: 'low' },
+    ],
     ['VISION_PROVIDER=none', { VISION_PROVIDER: 'none', ...PAIR }, { kind: 'none', chosenBy: 'VISION_PROVIDER' }],
     ['VISION_PROVIDER=modal without a pair', { VISION_PROVIDER: 'modal', VISION_OPENAI_API_KEY: 'sk-v' }, { kind: 'modal', chosenBy: 'VISION_PROVIDER' }],
   ])('VISION_PROVIDER: %s', (_why, env, provider) => {
@@ -123,6 +133,28 @@ describe('loadConfig (SPEC §10)', () => {
     [{ VISION_OPENAI_MAX_TOKENS: '0' }, 'invalid configuration: VISION_OPENAI_MAX_TOKENS: Too small: expected number to be >=1, got "0"'],
     [{ VISION_OPENAI_BASE_URL: 'localhost:11434/v1' }, 'invalid configuration: VISION_OPENAI_BASE_URL: expected an http:// or https:// URL'],
     [{ OPENAI_BASE_URL: 'not a url' }, 'invalid configuration: OPENAI_BASE_URL: expected an http:// or https:// URL'],
+    [
+      { VISION_OPENAI_BASE_URL: 'http://user:hunter2@127.0.0.1:11434/v1' },
+      'invalid configuration: VISION_OPENAI_BASE_URL: must not contain a user name or password (keys have their own variables)',
+    ],
+    [
+      { OPENAI_BASE_URL: 'https://key@api.example.com/v1' },
+      'invalid configuration: OPENAI_BASE_URL: must not contain a user name or password (keys have their own variables)',
+    ],
+    [
+      { POKE_API_URL: 'https://a:b@poke.example/hook' },
+      'invalid configuration: POKE_API_URL: must not contain a user name or password (keys have their own variables)',
+    ],
+    [
+      { VISION_INFERENCE_TIMEOUT_MS: '3000000000' },
+      'invalid configuration: VISION_INFERENCE_TIMEOUT_MS: Too big: expected number to be <=600000, got "3000000000"',
+    ],
+    [{ VISION_DEGRADED_COOLDOWN_S: '1e9' }, 'invalid configuration: VISION_DEGRADED_COOLDOWN_S: Too big: expected number to be <=3600, got "1e9"'],
+    [{ INTERVENTION_TICK_SECONDS: '2592000' }, 'invalid configuration: INTERVENTION_TICK_SECONDS: Too big: expected number to be <=86400, got "2592000"'],
+    [
+      { VISION_PROVIDER: 'openai', VISION_OPENAI_BASE_URL: 'https://API.OpenAI.com:443/v1/' },
+      'invalid configuration: VISION_PROVIDER: openai needs VISION_OPENAI_API_KEY or OPENAI_API_KEY, or a VISION_OPENAI_BASE_URL that needs no key',
+    ],
   ])('rejects %j naming the variable', (env, message) => {
     expect(() => loadConfig(env)).toThrow(new ConfigError(message));
   });
