@@ -13,6 +13,7 @@ import { extname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { WebSocket } from 'ws';
+import { cleanCaption } from '../src/adapters/inference.ts';
 import { syntheticJpegFrames } from './synthetic-frames.ts';
 
 export interface ReplayOptions {
@@ -83,11 +84,11 @@ export async function replay(options: ReplayOptions): Promise<ReplaySummary> {
     const at = ((performance.now() - started) / 1000).toFixed(1);
     if (ack.caption !== undefined) {
       summary.captions += 1;
-      write(`[${at}s] ${ack.window_id} (${ack.chunk_start_s?.toFixed(1)}–${ack.chunk_end_s?.toFixed(1)} s, ${ack.latency_ms} ms): ${ack.caption}`);
+      write(`[${at}s] ${ack.window_id} (${ack.chunk_start_s?.toFixed(1)}–${ack.chunk_end_s?.toFixed(1)} s, ${ack.latency_ms} ms): ${cleanCaption(ack.caption)}`);
     }
     if (ack.inference_error !== undefined) {
       summary.inferenceErrors += 1;
-      write(`[${at}s] inference error: ${ack.inference_error}`);
+      write(`[${at}s] inference error: ${cleanCaption(ack.inference_error)}`);
     }
     wake?.();
   });

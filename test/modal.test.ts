@@ -487,6 +487,14 @@ describe('caption history: kept by the session, sent with every chunk (VISION_HI
     expect(logLines.filter((l) => l.includes('takes no caption history'))).toEqual([]);
   });
 
+  it("control characters in the model's caption never reach clients (terminal escapes, NUL, bidi overrides)", async () => {
+    const fake = new FakeModalControlPlane();
+    fake.answer = () => ({ caption: '\u001b[2JA desk\u0000 with\u202e a\n lamp.' });
+    const infer = await portSession(fake, { ms: 0 });
+    const result = await infer();
+    expect(result.ok && result.value.caption).toBe('[2JA desk with a lamp.');
+  });
+
   it('keeps at most 300 characters of each caption in the history, however long the answer', async () => {
     const fake = new FakeModalControlPlane();
     fake.answer = (call) => ({ caption: `${'A very long look around the room '.repeat(100)}.`, chunk_start_s: call.startS, chunk_end_s: call.endS });

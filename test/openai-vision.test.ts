@@ -219,6 +219,63 @@ describe('captions from an OpenAI-compatible server (VISION_PROVIDER=openai)', (
   });
 });
 
+describe('a broken or hostile OpenAI-compatible server', () => {
+  it('an answer over 1 MiB, a null, empty, 204 or cut-off body are invalid output, read no further than the limit', async () => {
+    const { fake, baseUrl } = await fakeOpenAI();
+    const raw = (status: number, body: string) => (res: ServerResponse) => {
+      res.writeHead(status, status === 204 ? {} : { 'content-type': 'application/json' }).end(status === 204 ? undefined : body);
+    };
+    const big = JSON.stringify(completion(`A ${'very '.repeat(300_000)}big room.`));
+    const answers = [raw(200, big), raw(200, 'null'), raw(200, ''), raw(204, ''), raw(200, '{"choices":[{"mess')];
+    fake.vision = (_req, res) => (answers.shift() ?? ((r: ServerResponse) => json(r, 200, completion('Fine.'))))(res);
+    await start({ VISION_PROVIDER: 'openai', VISION_OPENAI_BASE_URL: baseUrl, VISION_OPENAI_API_KEY: KEY, VISION_MAX_INFERENCE_FAILURES: '100' });
+    const client = await connect();
+    await stream(client, (acks) => captionAck(acks) !== undefined);
+    expect(errorAcks(client.acks).map((a) => a.inference_error)).toEqual(Array(5).fill('invalid inference output'));
+    const details = logText
+      .split('\n')
+      .filter((l) => l.includes('"inference failed"'))
+      .map((l) => (JSON.parse(l) as { detail: string }).detail);
+    expect(details).toEqual([
+      "the vision API's answer is longer than 1048576 bytes",
+      'the model gave no caption',
+      'the model gave no caption',
+      'the model gave no caption',
+      "the vision API's answer is not JSON",
+    ]);
+    expect(big.length).toBeGreaterThan(1_500_000);
+  });
+
+  it('a redirect is not followed, headers from OPENAI_CUSTOM_HEADERS are not sent, and control characters never reach a caption', async () => {
+    const { fake, baseUrl } = await fakeOpenAI();
+    const { fake: elsewhere, baseUrl: elsewhereUrl } = await fakeOpenAI();
+    let redirected = false;
+    fake.vision = (_req, res) => {
+      if (!redirected) {
+        redirected = true;
+        res.writeHead(307, { location: `${elsewhereUrl}/chat/completions` }).end();
+        return;
+      }
+      json(res, 200, completion('\u001b[31mA red\u0000 door\u202e opens\ud800. Then more.'));
+    };
+    const saved = process.env.OPENAI_CUSTOM_HEADERS;
+    process.env.OPENAI_CUSTOM_HEADERS = 'X-Tick-Org: org-secret-tick';
+    try {
+      await start({ VISION_PROVIDER: 'openai', VISION_OPENAI_BASE_URL: baseUrl, VISION_MAX_INFERENCE_FAILURES: '100' });
+    } finally {
+      if (saved === undefined) delete process.env.OPENAI_CUSTOM_HEADERS;
+      else process.env.OPENAI_CUSTOM_HEADERS = saved;
+    }
+    const client = await connect();
+    await stream(client, (acks) => captionAck(acks) !== undefined);
+    expect(elsewhere.http.received).toHaveLength(0);
+    expect(errorAcks(client.acks)[0]!.inference_error).toBe('inference failed');
+    expect(logText).toContain('"detail":"vision API unreachable: ');
+    expect(fake.http.received.every((r) => r.headers['x-tick-org'] === undefined)).toBe(true);
+    expect(captionAck(client.acks)!.caption).toBe('[31mA red door opens\ufffd.');
+  });
+});
+
 describe('which provider captions a connection', () => {
   it('VISION_PROVIDER=auto with nothing set: as before, acks and a session degraded no-credentials', async () => {
     await start({});
@@ -289,6 +346,9 @@ describe('answer and frame helpers', () => {
     ['Version 2.5 of a sign is shown.', 'Version 2.5 of a sign is shown.'],
     ['', ''],
     ['x'.repeat(400), `${'x'.repeat(299)}…`],
+    ['\u001b[2J\u001b]0;title\u0007Hi\u0000 there.', '[2J ]0;title Hi there.'],
+    ['A\u2028B\u0085C \u202eevil\u2066. Next.', 'A B C evil .'],
+    ['Lone \udc00 half.', 'Lone \ufffd half.'],
   ])('firstSentence(%j) is %j', (text, sentence) => {
     expect(firstSentence(text)).toBe(sentence);
   });

@@ -28,6 +28,20 @@ export interface FrameChunk {
  */
 export const MAX_HISTORY_ENTRY_CHARS = 300;
 
+/** C0 and C1 controls (terminal escapes, NUL) and the bidirectional overrides and isolates. */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * A model's caption as clients, the store and terminals get it: control
+ * characters become spaces (a model's answer cannot carry terminal escapes
+ * or NULs), whitespace runs collapse to one space, and lone surrogates become
+ * U+FFFD so the text is well-formed UTF-16.
+ */
+export function cleanCaption(text: string): string {
+  return text.replace(CONTROL_CHARS, ' ').replace(/\s+/g, ' ').trim().toWellFormed();
+}
+
 /** What a vision model says about one chunk. */
 export interface Caption {
   caption: string;

@@ -2,14 +2,15 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Cls, ClsInstance, ModalClient, ModalClientParams } from 'modal';
 import { z } from 'zod';
 import { err, ok, type Result } from '../result.ts';
-import type {
-  Caption,
-  FrameChunk,
-  InferenceError,
-  InferencePort,
-  InferenceSession,
-  InferenceTarget,
-  OpenRequest,
+import {
+  cleanCaption,
+  type Caption,
+  type FrameChunk,
+  type InferenceError,
+  type InferencePort,
+  type InferenceSession,
+  type InferenceTarget,
+  type OpenRequest,
 } from './inference.ts';
 import type { Logger } from './logger.ts';
 
@@ -321,7 +322,7 @@ function modalSession(parts: ModalSessionParts): InferenceSession {
       }
       const o = output.data;
       return ok({
-        caption: o.caption,
+        caption: cleanCaption(o.caption),
         chunkStartS: o.chunk_start_s ?? chunk.startS,
         chunkEndS: o.chunk_end_s ?? chunk.endS,
         latencyMs: o.latency_ms ?? Math.round(performance.now() - started),

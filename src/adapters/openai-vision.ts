@@ -1,7 +1,8 @@
 import OpenAI from 'openai';
-import type { ChatCompletionContentPart } from 'openai/resources/chat/completions';
+import type { ChatCompletion, ChatCompletionContentPart } from 'openai/resources/chat/completions';
 import { err, ok, type Result } from '../result.ts';
-import type { Caption, FrameChunk, InferenceError, InferencePort, InferenceSession, OpenRequest } from './inference.ts';
+import { boundedFetch, MAX_VENDOR_RESPONSE_BYTES, ResponseTooLargeError } from './bounded-fetch.ts';
+import { cleanCaption, type Caption, type FrameChunk, type InferenceError, type InferencePort, type InferenceSession, type OpenRequest } from './inference.ts';
 
 /** Settings of an OpenAI-compatible vision endpoint (README "Captions without Modal"). */
 export interface OpenAIVisionOptions {
@@ -22,6 +23,8 @@ export interface OpenAIVisionOptions {
 export const MAX_CAPTION_CHARS = 300;
 /** Longest upstream error text kept in a reason (never shown to clients as is). */
 const MAX_MESSAGE = 200;
+/** The request headers the SDK itself sets; any other (from OPENAI_CUSTOM_HEADERS) is not sent to a vision server. */
+const SDK_HEADER = /^(accept|content-type|content-length|authorization|user-agent|x-stainless-[a-z-]+)$/;
 
 /** The image MIME type of a frame, from its leading bytes, or undefined for anything else. */
 export function sniffImageType(bytes: Uint8Array): 'image/jpeg' | 'image/png' | 'image/webp' | undefined {
@@ -40,9 +43,9 @@ export function sniffImageType(bytes: Uint8Array): 'image/jpeg' | 'image/png' | 
   return undefined;
 }
 
-/** The first sentence of a model's answer, whitespace collapsed, at most `MAX_CAPTION_CHARS`. */
+/** The first sentence of a model's answer, cleaned (`cleanCaption`), at most `MAX_CAPTION_CHARS`. */
 export function firstSentence(text: string): string {
-  const flat = text.replace(/\s+/g, ' ').trim();
+  const flat = cleanCaption(text);
   const sentence = /^.+?[.!?](?=\s|$)/.exec(flat)?.[0] ?? flat;
   return sentence.length > MAX_CAPTION_CHARS ? `${sentence.slice(0, MAX_CAPTION_CHARS - 1)}…` : sentence;
 }
@@ -84,11 +87,14 @@ export function createOpenAIVisionInference(options: OpenAIVisionOptions): Infer
     // The SDK wants a key; without one, the header is removed (`Authorization: null`).
     apiKey: options.apiKey ?? 'none',
     ...(options.apiKey === undefined ? { defaultHeaders: { Authorization: null } } : {}),
-    // Nothing is read from the environment behind the config's back.
+    // The SDK reads no OPENAI_ORG_ID / OPENAI_PROJECT_ID for these requests.
     organization: null,
     project: null,
     maxRetries: 0,
     timeout: options.timeoutMs,
+    // Answers capped at 1 MiB; no redirect is followed (frames go only to the configured root); only
+    // the SDK's own headers are sent (not, say, the tick's OPENAI_CUSTOM_HEADERS, which the SDK reads itself).
+    fetch: boundedFetch({ maxResponseBytes: MAX_VENDOR_RESPONSE_BYTES, redirect: 'error', keepHeader: (name) => SDK_HEADER.test(name) }),
   });
   const scrub = scrubber(options.apiKey);
   return {
@@ -119,7 +125,9 @@ function openAIVisionSession(client: OpenAI, options: OpenAIVisionOptions, promp
           { signal, timeout: options.timeoutMs, maxRetries: 0 },
         );
         const latencyMs = Math.round(performance.now() - started);
-        const message = completion.choices?.[0]?.message;
+        // A 200 whose body is `null`, empty or not an object is no answer.
+        const answer = completion as ChatCompletion | null | undefined;
+        const message = typeof answer === 'object' && answer !== null && Array.isArray(answer.choices) ? answer.choices[0]?.message : undefined;
         if (message?.refusal) return err({ kind: 'invalid-output', message: 'the model refused to caption the chunk' });
         const caption = typeof message?.content === 'string' ? firstSentence(message.content) : '';
         if (caption === '') return err({ kind: 'invalid-output', message: 'the model gave no caption' });
@@ -128,7 +136,7 @@ function openAIVisionSession(client: OpenAI, options: OpenAIVisionOptions, promp
           chunkStartS: chunk.startS,
           chunkEndS: chunk.endS,
           latencyMs,
-          tokensGenerated: completion.usage?.completion_tokens ?? null,
+          tokensGenerated: answer?.usage?.completion_tokens ?? null,
         });
       } catch (error) {
         return err(describe(error, signal, scrub));
@@ -143,6 +151,8 @@ function openAIVisionSession(client: OpenAI, options: OpenAIVisionOptions, promp
 /** Maps an SDK failure to the port's kinds, with a message that never holds the key. */
 function describe(error: unknown, signal: AbortSignal, scrub: (text: string) => string): InferenceError {
   if (error instanceof OpenAI.APIConnectionTimeoutError) return { kind: 'timeout', message: 'inference timed out' };
+  if (error instanceof ResponseTooLargeError) return { kind: 'invalid-output', message: `the vision API's answer is longer than ${error.limitBytes} bytes` };
+  if (error instanceof SyntaxError) return { kind: 'invalid-output', message: "the vision API's answer is not JSON" };
   if (error instanceof OpenAI.APIUserAbortError || signal.aborted) return { kind: 'remote', message: 'cancelled' };
   if (error instanceof OpenAI.AuthenticationError || error instanceof OpenAI.PermissionDeniedError) {
     // The API's own text quotes part of the key: it is not kept.

@@ -2,6 +2,7 @@ import OpenAI from 'openai';
 import { zodResponseFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
 import { err, ok, type Result } from '../result.ts';
+import { boundedFetch, MAX_VENDOR_RESPONSE_BYTES, ResponseTooLargeError } from './bounded-fetch.ts';
 
 /** The model's answer, strict JSON (SPEC §6). */
 export const nudgeDecisionSchema = z.object({
@@ -61,6 +62,8 @@ export function createOpenAIAdvisor(config: OpenAIAdvisorConfig): NudgeAdvisor {
     ...(config.baseURL ? { baseURL: config.baseURL } : {}),
     maxRetries: 1,
     timeout: config.timeoutMs ?? 30_000,
+    // An answer past 1 MiB is not read (a decision is a few hundred bytes).
+    fetch: boundedFetch({ maxResponseBytes: MAX_VENDOR_RESPONSE_BYTES }),
   });
   return {
     async decide(request, signal) {
@@ -90,6 +93,7 @@ export function createOpenAIAdvisor(config: OpenAIAdvisorConfig): NudgeAdvisor {
       } catch (error) {
         if (error instanceof OpenAI.APIConnectionTimeoutError) return err({ kind: 'timeout', message: 'OpenAI timed out' });
         if (error instanceof OpenAI.APIError) return err({ kind: 'api', message: `OpenAI answered ${error.status ?? 'an error'}` });
+        if (error instanceof ResponseTooLargeError) return err({ kind: 'malformed', message: `OpenAI's answer is longer than ${error.limitBytes} bytes` });
         // The SDK throws on JSON it cannot parse into the schema.
         return err({ kind: 'malformed', message: 'the model answer could not be parsed' });
       }

@@ -1,4 +1,5 @@
 import { err, ok, type Result } from '../result.ts';
+import { limitResponse, ResponseTooLargeError } from './bounded-fetch.ts';
 
 // What the Node client (undici) and the Worker's (fetch) share about Poke's webhook.
 
@@ -36,9 +37,21 @@ export function parseRetryAfter(value: string | string[] | undefined, now = Date
 
 const retryableStatus = (status: number) => status >= 500 || status === 429 || status === 408;
 
-/** Reads Poke's answer: 2xx is the delivery (JSON when it parses), anything else a typed failure. */
-export function answerOf(status: number, text: string, retryAfterMs: number | undefined): Result<unknown, PokeError> {
+/**
+ * The longest answer body read from Poke, in bytes. A longer one is not read:
+ * its status still counts (a 2xx is a delivery, answered with `null`, so the
+ * message is not sent twice).
+ */
+export const MAX_POKE_RESPONSE_BYTES = 65_536;
+
+/**
+ * Reads Poke's answer: 2xx is the delivery (JSON when it parses, `null` when
+ * empty or longer than MAX_POKE_RESPONSE_BYTES: `text` undefined), anything
+ * else a typed failure.
+ */
+export function answerOf(status: number, text: string | undefined, retryAfterMs: number | undefined): Result<unknown, PokeError> {
   if (status < 300) {
+    if (text === undefined) return ok(null);
     try {
       return ok(text === '' ? null : (JSON.parse(text) as unknown));
     } catch {
@@ -67,7 +80,13 @@ export function createFetchPokeClient(config: PokeClientConfig & { fetch?: typeo
           body: JSON.stringify({ message }),
           signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
         });
-        return answerOf(res.status, await res.text(), parseRetryAfter(res.headers.get('retry-after') ?? undefined));
+        let text: string | undefined;
+        try {
+          text = await limitResponse(res, MAX_POKE_RESPONSE_BYTES).text();
+        } catch (error) {
+          if (!(error instanceof ResponseTooLargeError)) throw error;
+        }
+        return answerOf(res.status, text, parseRetryAfter(res.headers.get('retry-after') ?? undefined));
       } catch {
         if (timeout.aborted) return err({ kind: 'timeout', retryable: true, reason: `Poke API did not answer within ${timeoutMs} ms` });
         return err({ kind: 'network', retryable: true, reason: 'Poke API unreachable' });

@@ -144,6 +144,7 @@ describe('intervention tick (SPEC §6), real SDK and undici against loopback fak
     ['an API error', (_req: ReceivedRequest, res: ServerResponse) => res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":{"message":"bad"}}'), 'model: api: OpenAI answered 400'],
     ['a malformed answer', jsonOk(JSON.stringify(completion('{"decision":"maybe"}'))), 'model: malformed: the model answer could not be parsed'],
     ['a refusal', jsonOk(JSON.stringify(completion('', 'I cannot help with that.'))), 'model: refusal: the model refused'],
+    ['an answer over 1 MiB', jsonOk(JSON.stringify(completion('x'.repeat(2_000_000)))), "model: malformed: OpenAI's answer is longer than 1048576 bytes"],
   ])('fails the tick on %s, without Poke and without a row', async (_name, respond, error) => {
     const f = await fixture(respond);
     await f.addWindows();

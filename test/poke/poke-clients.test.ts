@@ -47,6 +47,27 @@ describe.each(clients)('Poke client over %s', (_name, create) => {
     await client.close();
   });
 
+  it('reads no more than 64 KiB of an answer: a long 2xx is still the delivery (null), a long 5xx still its status', async () => {
+    let status = 200;
+    let chunked = false;
+    const body = `{"log":"${'x'.repeat(5_000_000)}"}`;
+    const url = await poke((_req, res) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      if (!chunked) return res.end(body);
+      // No Content-Length: the body arrives in pieces until the client stops reading.
+      for (let i = 0; i < 50; i += 1) res.write('y'.repeat(100_000));
+      res.end();
+    });
+    const client = create({ url });
+    expect(await client.send('x', 'k')).toEqual({ ok: true, value: null });
+    chunked = true;
+    expect(await client.send('x', 'k')).toEqual({ ok: true, value: null });
+    status = 502;
+    expect(await client.send('x', 'k')).toEqual({ ok: false, error: { kind: 'http', status: 502, retryable: true, reason: 'Poke API answered 502' } });
+    expect(upstream!.received).toHaveLength(3);
+    await client.close();
+  });
+
   it('reports a timeout and an unreachable server as retryable', async () => {
     const url = await poke(() => undefined); // never answers
     const slow = create({ url, timeoutMs: 100 });
