@@ -243,7 +243,8 @@ export function workerCaptionWriter(options: WorkerWriterOptions): CaptionWriter
         body: JSON.stringify(caption),
         signal: AbortSignal.timeout(timeoutMs),
       });
-      await res.body.text(); // drain, or the connection stays checked out
+      // Drain, or the connection stays checked out: at most 128 KiB, then the connection is dropped.
+      await res.body.dump();
       if (res.statusCode < 300) return ok(undefined);
       const retryable = res.statusCode >= 500 || res.statusCode === 429 || res.statusCode === 408;
       return err({ retryable, message: `worker answered ${res.statusCode}` });

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { createCaptionSink, type CaptionWriter, type WriteFailure } from '../../src/adapters/caption-sink.ts';
+import { createCaptionSink, workerCaptionWriter, type CaptionWriter, type WriteFailure } from '../../src/adapters/caption-sink.ts';
 import type { Logger } from '../../src/adapters/logger.ts';
 import { openSqliteStore } from '../../src/adapters/sqlite-store.ts';
 import { err, ok, type Result } from '../../src/result.ts';
@@ -87,6 +87,28 @@ describe('caption sink (SPEC §4, §10)', () => {
       body: storedCaptionOf(ack),
     });
     expect(server.captionSink.stats()).toMatchObject({ retried: 1 });
+  });
+
+  it("reads at most 128 KiB of the Worker's answer: one that never ends still counts as written", async () => {
+    worker = new FakeHttpServer();
+    worker.respond = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const piece = Buffer.alloc(65_536, 0x20);
+      let sent = 0;
+      // Up to 2 GiB, until the client hangs up.
+      const pump = () => {
+        while (sent < 2 ** 31 && !res.destroyed) {
+          sent += piece.length;
+          if (!res.write(piece)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+    };
+    const writer = workerCaptionWriter({ baseUrl: await worker.start(), magicWord: 'sesame', timeoutMs: 10_000 });
+    closers.push(() => void writer.close());
+    expect(await writer([caption(1)])).toEqual(ok(undefined));
+    expect(worker.received).toHaveLength(1);
   });
 
   it('flushes pending writes when the server stops', async () => {
