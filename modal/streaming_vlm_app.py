@@ -42,7 +42,8 @@ KNOBS = ServingKnobs.from_env("STREAMING_VLM", model_id="mit-han-lab/StreamingVL
 
 image = (
     modal.Image.debian_slim(python_version="3.11")
-    .pip_install("torch==2.13.0", "transformers==5.18.0", "accelerate==1.15.0", "pillow==12.3.0", "qwen-vl-utils==0.0.11")
+    # torchvision: Qwen2.5-VL's processor has a video processor, which transformers builds only with it.
+    .pip_install("torch==2.13.0", "torchvision==0.28.0", "transformers==5.18.0", "accelerate==1.15.0", "pillow==12.3.0", "qwen-vl-utils==0.0.11")
     .env(
         {
             "HF_HOME": CACHE_DIR,

@@ -435,7 +435,12 @@ def gemma3_generate_batch(model: Any, processor: Any, items: list[Prepared], *, 
     import torch
 
     inputs = processor.apply_chat_template(
-        chat_messages(items), add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt", padding=True
+        chat_messages(items),
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+        processor_kwargs={"padding": True},
     ).to(model.device, dtype=torch.bfloat16)
     prompt_length = inputs["input_ids"].shape[-1]
     with torch.inference_mode():

@@ -92,6 +92,20 @@ class AppsTest(unittest.TestCase):
                     },
                 )
 
+    def test_the_images_pin_the_tested_versions_and_qwen_gets_torchvision(self):
+        def installed(module, cls_name):
+            image = getattr(module, cls_name).modal_options["image"]
+            return [pkg for name, args, _ in image.calls if name == "pip_install" for pkg in args]
+
+        gemma = installed(self.gemma, "Gemma3VLMSession")
+        qwen = installed(self.streaming, "StreamingVLMSession")
+        for packages in (gemma, qwen):
+            self.assertIn("torch==2.13.0", packages)
+            self.assertIn("transformers==5.18.0", packages)
+        # AutoProcessor refuses Qwen2.5-VL without torchvision ("requires `torchvision` to be installed"):
+        # the build that pairs with torch 2.13.0.
+        self.assertIn("torchvision==0.28.0", qwen)
+
     def test_a_bad_knob_stops_the_deploy_naming_it(self):
         cases = {
             "GEMMA3_BATCH_WAIT_MS=-1": ({"GEMMA3_BATCH_WAIT_MS": "-1"}, "GEMMA3_BATCH_WAIT_MS must be at least 0, got -1.0"),

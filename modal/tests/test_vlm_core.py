@@ -245,6 +245,8 @@ class ChunkBatcherTest(unittest.TestCase):
             batcher = ChunkBatcher(model, max_batch_size=2, wait_ms=10, run_blocking=inline)
             calls = [asyncio.ensure_future(batcher.submit(Prepared(["i"], str(i)))) for i in range(3)]
             done, pending = await asyncio.wait(calls, timeout=2)
+            with self.assertRaises(Stop):  # the worker itself ends with what stopped it
+                await batcher._worker
             return [c.exception() for c in done], len(pending), batcher
 
         errors, pending, batcher = run(main())
