@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Optional, Sequence
@@ -158,14 +159,18 @@ class ChunkBatcher:
     Dynamic batching inside one container: requests submitted while the GPU
     is busy, or within `wait_ms` of the first one of a batch, run together, at
     most `max_batch_size` at a time, in arrival order; results go back to
-    their own callers. One batch runs at a time (one GPU). When a batch
-    fails, it is split in halves and each half run again (bisection), so only
-    a request that cannot be captioned fails, at the cost of about
-    2·log2(batch) extra runs for one culprit rather than one run per member,
-    and a batch too large for the GPU's memory is captioned in halves.
-    Requests whose callers went away are not run. Should the worker itself
-    stop (cancelled, or anything that is not an `Exception`), every request
-    it holds fails with `RuntimeError` rather than waiting for ever.
+    their own callers. One batch runs at a time (one GPU; a lock keeps it so
+    even while a cancelled worker's thread finishes).
+
+    When a batch fails, its halves are run; a half that fails is split again
+    (bisection), so one request that cannot be captioned costs about
+    2·log2(batch) more runs rather than one per member, and a batch too large
+    for the GPU's memory is captioned in halves. When both halves fail, the
+    fault is not one request's: their members are run one by one (a batch of
+    16 that always fails costs 19 runs). A request fails only after it failed
+    alone. Requests whose callers went away are not run. Should the worker
+    itself stop (cancelled, or anything that is not an `Exception`), every
+    request it holds fails with `RuntimeError` rather than waiting for ever.
 
     `generate_batch` runs in a worker thread (`run_blocking`, default
     `asyncio.to_thread`), so the event loop keeps taking requests meanwhile.
@@ -190,6 +195,7 @@ class ChunkBatcher:
         self._running: list[_Waiting] = []
         self._arrived: Optional[asyncio.Event] = None
         self._worker: Optional[asyncio.Task] = None
+        self._gpu = threading.Lock()
 
     async def submit(self, item: Prepared) -> tuple[str, int]:
         """The (text, tokens generated) of one request, once its batch has run."""
@@ -201,24 +207,27 @@ class ChunkBatcher:
             self._queue.append(waiting)
             self._arrived = asyncio.Event()  # an Event belongs to the loop it is first awaited in
             self._worker = loop.create_task(self._drain())
+            self._worker.add_done_callback(self._worker_stopped)
         else:
             self._queue.append(waiting)
             assert self._arrived is not None
             self._arrived.set()
         return await waiting.future
 
-    async def _drain(self) -> None:
-        try:
-            await self._drain_queue()
-        except BaseException as error:
-            stopped = RuntimeError(f"the batch worker stopped: {error!r}")
-            for waiting in (*self._running, *self._queue):
+    def _worker_stopped(self, worker: asyncio.Task) -> None:
+        """A worker that ended other than by emptying the queue fails what it held (even cancelled before its first step)."""
+        if not worker.cancelled() and worker.exception() is None:
+            return
+        stopped = RuntimeError(f"the batch worker stopped: {'cancelled' if worker.cancelled() else repr(worker.exception())}")
+        for waiting in self._running:
+            _settle(waiting.future, error=stopped)
+        self._running = []
+        if worker is self._worker:  # no newer worker has taken the queue over
+            for waiting in self._queue:
                 _settle(waiting.future, error=stopped)
-            self._running = []
             self._queue.clear()
-            raise
 
-    async def _drain_queue(self) -> None:
+    async def _drain(self) -> None:
         assert self._arrived is not None
         while self._queue:
             # Wait for the batch to fill, at most wait_s after its first request arrived
@@ -233,34 +242,67 @@ class ChunkBatcher:
                     await asyncio.wait_for(self._arrived.wait(), remaining)
                 except asyncio.TimeoutError:
                     break
-            batch = [w for w in self._queue[: self.max_batch_size] if not w.future.done()]
+            batch = _live(self._queue[: self.max_batch_size])
             del self._queue[: self.max_batch_size]
             if batch:
                 self._running = batch
-                await self._run(batch)
+                await self._isolate(batch, await self._attempt(batch))
                 self._running = []
 
-    async def _run(self, batch: list[_Waiting]) -> None:
-        batch = [w for w in batch if not w.future.done()]  # callers that went away are not run
-        if not batch:
-            return
+    def _generate(self, items: list[Prepared]) -> list[tuple[str, int]]:
+        with self._gpu:
+            return self.generate_batch(items)
+
+    async def _attempt(self, batch: list[_Waiting]) -> Optional[Exception]:
+        """Runs `batch` as one; on success settles every member and answers None, else answers the error."""
         self.stats.batches += 1
         self.stats.sizes.append(len(batch))
         try:
-            outputs = await self.run_blocking(self.generate_batch, [w.item for w in batch])
+            outputs = await self.run_blocking(self._generate, [w.item for w in batch])
             if len(outputs) != len(batch):
                 raise RuntimeError(f"generate_batch returned {len(outputs)} results for {len(batch)} requests")
-        except Exception as error:  # noqa: BLE001 - isolate the member that failed
-            if len(batch) == 1:
-                self.stats.failed += 1
-                _settle(batch[0].future, error=error)
-                return
-            half = len(batch) // 2
-            await self._run(batch[:half])
-            await self._run(batch[half:])
-            return
+        except Exception as error:  # noqa: BLE001 - the caller isolates the member that failed
+            return error
         for waiting, output in zip(batch, outputs):
             _settle(waiting.future, result=output)
+        return None
+
+    async def _isolate(self, tried: list[_Waiting], error: Optional[Exception]) -> None:
+        """`tried` ran as one batch and failed with `error` (None: it went through): finds who cannot be captioned."""
+        if error is None:
+            return
+        if len(tried) == 1:
+            self.stats.failed += 1
+            _settle(tried[0].future, error=error)
+            return
+        live = _live(tried)
+        if len(live) <= 1:
+            for waiting in live:
+                await self._isolate([waiting], await self._attempt([waiting]))
+            return
+        half = len(live) // 2
+        failed = []
+        for part in (live[:half], live[half:]):
+            part = _live(part)
+            part_error = await self._attempt(part) if part else None
+            if part_error is not None:
+                failed.append((part, part_error))
+        if len(failed) == 2:
+            # Both halves fail: not one request's fault. Each member alone.
+            for part, part_error in failed:
+                if len(part) == 1:
+                    await self._isolate(part, part_error)
+                    continue
+                for waiting in _live(part):
+                    await self._isolate([waiting], await self._attempt([waiting]))
+            return
+        for part, part_error in failed:
+            await self._isolate(part, part_error)
+
+
+def _live(batch: list[_Waiting]) -> list[_Waiting]:
+    """The requests whose callers still wait."""
+    return [w for w in batch if not w.future.done()]
 
 
 def _settle(future: "asyncio.Future", *, result: Any = None, error: Optional[BaseException] = None) -> None:

@@ -1,4 +1,5 @@
 import asyncio
+import time
 import unittest
 
 from vlm_core import (
@@ -191,8 +192,23 @@ class ChunkBatcherTest(unittest.TestCase):
         results = run(main())
         self.assertIsInstance(results[11], RuntimeError)
         self.assertEqual([r for i, r in enumerate(results) if i != 11], [(f"Caption for {n}. Extra.", len(n)) for n in names if n != "boom"])
-        # Depth first: the failing half is split before its sibling runs.
-        self.assertEqual([len(b) for b in model.batches], [16, 8, 8, 4, 2, 2, 1, 1, 4])
+        # Both halves run before the failing one is split again.
+        self.assertEqual([len(b) for b in model.batches], [16, 8, 8, 4, 4, 2, 2, 1, 1])
+
+    def test_a_batch_that_always_fails_runs_each_member_alone_after_both_halves_fail(self):
+        calls = []
+
+        def broken(items):
+            calls.append(len(items))
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+        async def main():
+            batcher = ChunkBatcher(broken, max_batch_size=16, wait_ms=10, run_blocking=inline)
+            return await asyncio.gather(*(batcher.submit(Prepared(["i"], str(i))) for i in range(16)), return_exceptions=True)
+
+        results = run(main())
+        self.assertTrue(all(isinstance(r, RuntimeError) for r in results))
+        self.assertEqual(calls, [16, 8, 8] + [1] * 16)
 
     def test_a_batch_too_big_for_the_gpu_is_captioned_in_halves(self):
         batches = []
@@ -269,6 +285,49 @@ class ChunkBatcherTest(unittest.TestCase):
             return sorted(type(c.exception()).__name__ for c in done), len(pending)
 
         self.assertEqual(run(cancelled()), (["RuntimeError", "RuntimeError"], 0))
+
+    def test_a_worker_cancelled_before_its_first_step_fails_its_caller(self):
+        async def main():
+            batcher = ChunkBatcher(Model(), max_batch_size=4, wait_ms=5, run_blocking=inline)
+            call = asyncio.ensure_future(batcher.submit(Prepared(["i"], "p")))
+            await asyncio.sleep(0)  # submit has created the worker, which has not run yet
+            batcher._worker.cancel()
+            done, _pending = await asyncio.wait([call], timeout=2)
+            return [str(c.exception()) for c in done]
+
+        self.assertEqual(run(main()), ["the batch worker stopped: cancelled"])
+
+    def test_one_batch_on_the_gpu_at_a_time_even_after_a_worker_is_cancelled(self):
+        import threading
+
+        running = []
+        peak = []
+        lock = threading.Lock()
+        started = threading.Event()
+
+        def slow(items):
+            with lock:
+                running.append(1)
+                peak.append(len(running))
+            started.set()
+            time.sleep(0.2)
+            with lock:
+                running.pop()
+            return [("A room.", 2) for _ in items]
+
+        async def main():
+            batcher = ChunkBatcher(slow, max_batch_size=1, wait_ms=0)
+            first = asyncio.ensure_future(batcher.submit(Prepared(["i"], "a")))
+            await asyncio.to_thread(started.wait, 2)
+            batcher._worker.cancel()  # its thread goes on generating
+            second = await asyncio.wait_for(batcher.submit(Prepared(["i"], "b")), 5)
+            await asyncio.wait([first], timeout=2)
+            return second, str(first.exception())
+
+        second, first = run(main())
+        self.assertEqual(second, ("A room.", 2))
+        self.assertEqual(first, "the batch worker stopped: cancelled")
+        self.assertEqual(max(peak), 1)
 
     def test_serves_a_second_event_loop_after_the_first_has_gone(self):
         model = Model()
