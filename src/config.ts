@@ -51,11 +51,7 @@ const withoutUserInfo = (value: string | undefined) => {
 };
 const NO_USER_INFO = { message: 'must not contain a user name or password (keys have their own variables)' };
 
-const url = optionalText
-  .refine((value) => value === undefined || URL.canParse(value), { message: 'expected an absolute URL' })
-  .refine(withoutUserInfo, NO_USER_INFO);
-
-/** An API root: `localhost:11434/v1` parses as a URL with scheme `localhost:`, so the scheme is checked. */
+/** An http(s) URL: `localhost:11434/v1` parses as a URL with scheme `localhost:`, so the scheme is checked. */
 const httpUrl = optionalText
   .refine((value) => value === undefined || /^https?:$/.test(URL.parse(value)?.protocol ?? ''), {
     message: 'expected an http:// or https:// URL',
@@ -72,9 +68,9 @@ const envSchema = z.object({
   MAGIC_WORD: magicWordSchema,
   DATABASE_PATH: optionalText.transform((v) => v ?? './data/foresight.db'),
   DATABASE_BUSY_TIMEOUT_MS: number(5_000, (n) => n.int().min(0).max(600_000)),
-  WORKER_BASE_URL: url,
+  WORKER_BASE_URL: httpUrl,
   POKE_API_KEY: optionalText,
-  POKE_API_URL: url.transform((v) => v ?? 'https://poke.com/api/v1/inbound-sms/webhook'),
+  POKE_API_URL: httpUrl.transform((v) => v ?? 'https://poke.com/api/v1/inbound-sms/webhook'),
   POKE_REQUEST_TIMEOUT_S: number(120, (n) => n.positive().max(3600)),
   MODAL_TOKEN_ID: optionalText,
   MODAL_TOKEN_SECRET: optionalText,
@@ -246,7 +242,8 @@ const visionEnvSchema = envSchema.pick({
 const sameApiRoot = (a: string, b: string) => apiRoot(a) === apiRoot(b);
 const apiRoot = (value: string) => {
   const parsed = new URL(value);
-  return `${parsed.origin}${parsed.pathname.replace(/\/+$/, '')}${parsed.search}`;
+  // `api.openai.com.` (a fully qualified name) is `api.openai.com`.
+  return `${parsed.protocol}//${parsed.host.replace(/\.(?=:\d+$|$)/, '')}${parsed.pathname.replace(/\/+$/, '')}${parsed.search}`;
 };
 
 /**

@@ -118,7 +118,9 @@ describe('loadConfig (SPEC §10)', () => {
     [{ VISION_FRAMES_PER_CHUNK: '0' }, 'invalid configuration: VISION_FRAMES_PER_CHUNK: Too small: expected number to be >=1, got "0"'],
     [{ VISION_CHUNK_SECONDS: '-1' }, 'invalid configuration: VISION_CHUNK_SECONDS: Too small: expected number to be >0, got "-1"'],
     [{ INSPECT: 'maybe' }, 'invalid configuration: INSPECT: expected on/off, got "maybe"'],
-    [{ POKE_API_URL: 'not a url' }, 'invalid configuration: POKE_API_URL: expected an absolute URL'],
+    [{ POKE_API_URL: 'not a url' }, 'invalid configuration: POKE_API_URL: expected an http:// or https:// URL'],
+    [{ POKE_API_URL: 'file:///etc/passwd' }, 'invalid configuration: POKE_API_URL: expected an http:// or https:// URL'],
+    [{ WORKER_BASE_URL: 'javascript:alert(1)' }, 'invalid configuration: WORKER_BASE_URL: expected an http:// or https:// URL'],
     [{ MODAL_TOKEN_ID: 'ak-1' }, 'invalid configuration: MODAL_TOKEN_SECRET: required when its pair is set'],
     [
       { VISION_PROVIDER: 'openai' },
@@ -151,6 +153,10 @@ describe('loadConfig (SPEC §10)', () => {
     ],
     [{ VISION_DEGRADED_COOLDOWN_S: '1e9' }, 'invalid configuration: VISION_DEGRADED_COOLDOWN_S: Too big: expected number to be <=3600, got "1e9"'],
     [{ INTERVENTION_TICK_SECONDS: '2592000' }, 'invalid configuration: INTERVENTION_TICK_SECONDS: Too big: expected number to be <=86400, got "2592000"'],
+    [
+      { VISION_PROVIDER: 'openai', VISION_OPENAI_BASE_URL: 'https://api.openai.com./v1' },
+      'invalid configuration: VISION_PROVIDER: openai needs VISION_OPENAI_API_KEY or OPENAI_API_KEY, or a VISION_OPENAI_BASE_URL that needs no key',
+    ],
     [
       { VISION_PROVIDER: 'openai', VISION_OPENAI_BASE_URL: 'https://API.OpenAI.com:443/v1/' },
       'invalid configuration: VISION_PROVIDER: openai needs VISION_OPENAI_API_KEY or OPENAI_API_KEY, or a VISION_OPENAI_BASE_URL that needs no key',

@@ -5,6 +5,7 @@ import { WebSocket } from 'ws';
 import { syntheticJpegFrames } from '../scripts/synthetic-frames.ts';
 import { replay } from '../scripts/replay.ts';
 import { createLogger } from '../src/adapters/logger.ts';
+import { cutText } from '../src/adapters/inference.ts';
 import { firstSentence, sniffImageType } from '../src/adapters/openai-vision.ts';
 import { sessionMachine } from '../src/machines/session.ts';
 import { startServer, type RunningServer } from '../src/server.ts';
@@ -347,10 +348,23 @@ describe('answer and frame helpers', () => {
     ['', ''],
     ['x'.repeat(400), `${'x'.repeat(299)}…`],
     ['\u001b[2J\u001b]0;title\u0007Hi\u0000 there.', '[2J ]0;title Hi there.'],
-    ['A\u2028B\u0085C \u202eevil\u2066. Next.', 'A B C evil .'],
+    ['A\u2028B\u0085C \u202eevil\u2066. Next.', 'A B C evil.'],
+    ['Le\u202f« chat »\u00a0dort 👨‍👩‍👧 ici. Puis.', 'Le\u202f« chat »\u00a0dort 👨‍👩‍👧 ici.'],
+    [`${'a'.repeat(298)}😀😀 more`, `${'a'.repeat(298)}…`],
     ['Lone \udc00 half.', 'Lone \ufffd half.'],
   ])('firstSentence(%j) is %j', (text, sentence) => {
     expect(firstSentence(text)).toBe(sentence);
+    expect(firstSentence(text).isWellFormed()).toBe(true);
+  });
+
+  it.each([
+    ['abc', 5, 'abc'],
+    ['abcdef', 3, 'abc'],
+    ['ab😀', 3, 'ab'],
+    ['ab😀', 4, 'ab😀'],
+    ['a😀b', 2, 'a'],
+  ])('cutText(%j, %d) is %j: never half a surrogate pair', (text, max, cut) => {
+    expect(cutText(text, max)).toBe(cut);
   });
 
   it.each([

@@ -24,7 +24,9 @@ const NULL_BODY = new Set([101, 103, 204, 205, 304]);
 
 /**
  * The same response, its body erroring with `ResponseTooLargeError` once more
- * than `maxBytes` have been read (at once when `Content-Length` says so).
+ * than `maxBytes` have been read (at the first read when `Content-Length` says
+ * so: a body never read, as an SDK cancels one before it retries, stays
+ * cancellable).
  */
 export function limitResponse(response: Response, maxBytes: number): Response {
   const body = response.body;
@@ -33,12 +35,9 @@ export function limitResponse(response: Response, maxBytes: number): Response {
   const declared = Number(response.headers.get('content-length') ?? Number.NaN);
   const limited = body.pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({
-      start(controller) {
-        if (declared > maxBytes) controller.error(new ResponseTooLargeError(maxBytes));
-      },
       transform(chunk, controller) {
         seen += chunk.byteLength;
-        if (seen > maxBytes) controller.error(new ResponseTooLargeError(maxBytes));
+        if (declared > maxBytes || seen > maxBytes) controller.error(new ResponseTooLargeError(maxBytes));
         else controller.enqueue(chunk);
       },
     }),

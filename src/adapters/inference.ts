@@ -28,18 +28,28 @@ export interface FrameChunk {
  */
 export const MAX_HISTORY_ENTRY_CHARS = 300;
 
-/** C0 and C1 controls (terminal escapes, NUL) and the bidirectional overrides and isolates. */
+/** C0 and C1 controls (terminal escapes, NUL, tabs and newlines) and the line and paragraph separators. */
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
-const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+/** The bidirectional embeddings, overrides and isolates (text that displays other than it reads). */
+const BIDI_CONTROLS = /[\u202a-\u202e\u2066-\u2069]/g;
 
 /**
  * A model's caption as clients, the store and terminals get it: control
  * characters become spaces (a model's answer cannot carry terminal escapes
- * or NULs), whitespace runs collapse to one space, and lone surrogates become
- * U+FFFD so the text is well-formed UTF-16.
+ * or NULs) and runs of spaces one space, bidirectional overrides are removed,
+ * and lone surrogates become U+FFFD so the text is well-formed UTF-16. Other
+ * text (no-break spaces, joiners, any script) is kept as it is.
  */
 export function cleanCaption(text: string): string {
-  return text.replace(CONTROL_CHARS, ' ').replace(/\s+/g, ' ').trim().toWellFormed();
+  return text.replace(CONTROL_CHARS, ' ').replace(BIDI_CONTROLS, '').replace(/ {2,}/g, ' ').trim().toWellFormed();
+}
+
+/** `text` cut to at most `max` UTF-16 units, never between the two halves of a surrogate pair. */
+export function cutText(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const last = text.charCodeAt(max - 1);
+  return text.slice(0, last >= 0xd800 && last <= 0xdbff ? max - 1 : max);
 }
 
 /** What a vision model says about one chunk. */

@@ -2,7 +2,7 @@ import OpenAI from 'openai';
 import type { ChatCompletion, ChatCompletionContentPart } from 'openai/resources/chat/completions';
 import { err, ok, type Result } from '../result.ts';
 import { boundedFetch, MAX_VENDOR_RESPONSE_BYTES, ResponseTooLargeError } from './bounded-fetch.ts';
-import { cleanCaption, type Caption, type FrameChunk, type InferenceError, type InferencePort, type InferenceSession, type OpenRequest } from './inference.ts';
+import { cleanCaption, cutText, type Caption, type FrameChunk, type InferenceError, type InferencePort, type InferenceSession, type OpenRequest } from './inference.ts';
 
 /** Settings of an OpenAI-compatible vision endpoint (README "Captions without Modal"). */
 export interface OpenAIVisionOptions {
@@ -47,7 +47,7 @@ export function sniffImageType(bytes: Uint8Array): 'image/jpeg' | 'image/png' | 
 export function firstSentence(text: string): string {
   const flat = cleanCaption(text);
   const sentence = /^.+?[.!?](?=\s|$)/.exec(flat)?.[0] ?? flat;
-  return sentence.length > MAX_CAPTION_CHARS ? `${sentence.slice(0, MAX_CAPTION_CHARS - 1)}…` : sentence;
+  return sentence.length > MAX_CAPTION_CHARS ? `${cutText(sentence, MAX_CAPTION_CHARS - 1)}…` : sentence;
 }
 
 /**

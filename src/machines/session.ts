@@ -8,6 +8,7 @@ import {
   type InferenceSession,
   type InferenceTarget,
   type OpenRequest,
+  cutText,
   MAX_HISTORY_ENTRY_CHARS,
 } from '../adapters/inference.ts';
 import { monotonicScheduler, windowFrames } from '../streams/window-frames.ts';
@@ -280,7 +281,7 @@ export const sessionMachine = setup({
       inFlight: null,
       history: ({ context }, params: { caption: Caption }) => {
         const keep = context.vision.historyCaptions ?? DEFAULT_HISTORY_CAPTIONS;
-        const text = params.caption.caption.trim().slice(0, MAX_HISTORY_ENTRY_CHARS);
+        const text = cutText(params.caption.caption.trim(), MAX_HISTORY_ENTRY_CHARS);
         if (keep <= 0 || text === '') return context.history;
         const next = [...context.history, text];
         return next.length > keep ? next.slice(next.length - keep) : next;

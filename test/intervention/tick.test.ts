@@ -153,6 +153,16 @@ describe('intervention tick (SPEC §6), real SDK and undici against loopback fak
     expect(await f.store.interventionsSince(0)).toEqual([]);
   });
 
+  it('a 503 with a body over 1 MiB is still retried once and reported as the 503 it is', async () => {
+    const f = await fixture((_req, res) => {
+      const body = `{"error":{"message":"${'x'.repeat(2_000_000)}"}}`;
+      res.writeHead(503, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+    });
+    await f.addWindows();
+    expect(await f.tick()).toEqual({ status: 'failed', error: 'model: api: OpenAI answered 503' });
+    expect(f.openai.received).toHaveLength(2);
+  });
+
   it('still records the decision when Poke fails, with no sent time', async () => {
     const f = await fixture(jsonOk(answer('yes', 'Breathe.')), 400);
     await f.addWindows();
