@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import math
 import os
 import threading
 import time
@@ -333,36 +334,32 @@ async def caption_chunk(
     return result_of(request, text, tokens, (clock() - started) * 1000)
 
 
-def env_int(name: str, default: int, *, minimum: Optional[int] = None) -> int:
-    """A whole-number setting; unset or blank gives `default`. Raises ValueError naming `name` when invalid."""
+def _env_number(name: str, default: Any, parse: Callable[[str], Any], kind: str, minimum: Any, maximum: Any) -> Any:
+    """A number setting; unset or blank gives `default`. Raises ValueError naming `name` when invalid."""
     raw = os.environ.get(name, "").strip()
     if raw == "":
         return default
     try:
-        value = int(raw)
+        value = parse(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def env_float(name: str, default: float, *, minimum: Optional[float] = None, maximum: Optional[float] = None) -> float:
-    """A finite number setting; unset or blank gives `default`. Raises ValueError naming `name` when invalid."""
-    raw = os.environ.get(name, "").strip()
-    if raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be {kind}, got {raw!r}") from None
+    if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {raw!r}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be at most {maximum}, got {value}")
     return value
+
+
+def env_int(name: str, default: int, *, minimum: Optional[int] = None) -> int:
+    """A whole-number setting (see `_env_number`)."""
+    return _env_number(name, default, int, "a whole number", minimum, None)
+
+
+def env_float(name: str, default: float, *, minimum: Optional[float] = None, maximum: Optional[float] = None) -> float:
+    """A finite number setting (see `_env_number`)."""
+    return _env_number(name, default, float, "a number", minimum, maximum)
 
 
 def env_str(name: str, default: str) -> str:

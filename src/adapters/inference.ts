@@ -45,6 +45,16 @@ export function cleanCaption(text: string): string {
   return text.replace(CONTROL_CHARS, ' ').replace(BIDI_CONTROLS, '').replace(/ {2,}/g, ' ').trim().toWellFormed();
 }
 
+/**
+ * Replaces every given secret (4 characters or more; undefined ones are
+ * skipped) with `[redacted]` in a text from upstream, so an error message
+ * that quotes a key never reaches a log, a reason or a client.
+ */
+export function secretScrubber(secrets: ReadonlyArray<string | undefined>): (text: string) => string {
+  const present = secrets.filter((s): s is string => s !== undefined && s.length >= 4);
+  return (text) => present.reduce((out, secret) => out.split(secret).join('[redacted]'), text);
+}
+
 /** `text` cut to at most `max` UTF-16 units, never between the two halves of a surrogate pair. */
 export function cutText(text: string, max: number): string {
   if (text.length <= max) return text;

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { err, ok, type Result } from '../result.ts';
 import {
   cleanCaption,
+  secretScrubber,
   type Caption,
   type FrameChunk,
   type InferenceError,
@@ -163,7 +164,7 @@ export function createModalInference(options: ModalInferenceOptions): ModalInfer
       if (!pair) return err({ kind: 'no-credentials', message: 'no Modal credentials' });
       const appName = request.target?.appName ?? options.appName;
       const className = request.target?.className ?? options.className;
-      const scrub = scrubber([pair.tokenId, pair.tokenSecret]);
+      const scrub = secretScrubber([pair.tokenId, pair.tokenSecret]);
       let sdk: ModalSdk;
       let entry: SharedClient;
       try {
@@ -398,11 +399,6 @@ function messageOf(error: unknown): string {
 }
 
 /** Replaces each secret in a text; error texts of the SDK and of Modal are not trusted to leave them out. */
-function scrubber(secrets: string[]): (text: string) => string {
-  const present = secrets.filter((s) => s.length >= 4);
-  return (text) => present.reduce((out, secret) => out.split(secret).join('[redacted]'), text);
-}
-
 /** The SDK logs through ours: its `(message, key, value, ...)` pairs become fields. */
 function modalLogger(logger: Logger) {
   const child = logger.child({ component: 'modal' });

@@ -2,7 +2,7 @@ import OpenAI from 'openai';
 import type { ChatCompletion, ChatCompletionContentPart } from 'openai/resources/chat/completions';
 import { err, ok, type Result } from '../result.ts';
 import { boundedFetch, MAX_VENDOR_RESPONSE_BYTES, ResponseTooLargeError } from './bounded-fetch.ts';
-import { cleanCaption, cutText, type Caption, type FrameChunk, type InferenceError, type InferencePort, type InferenceSession, type OpenRequest } from './inference.ts';
+import { cleanCaption, cutText, secretScrubber, type Caption, type FrameChunk, type InferenceError, type InferencePort, type InferenceSession, type OpenRequest } from './inference.ts';
 
 /** Settings of an OpenAI-compatible vision endpoint (README "Captions without Modal"). */
 export interface OpenAIVisionOptions {
@@ -184,8 +184,6 @@ const cut = (text: string) => (text.length > MAX_MESSAGE ? `${text.slice(0, MAX_
 
 /** Replaces the key, and anything shaped like an OpenAI key, in a text from upstream. */
 function scrubber(apiKey: string | undefined): (text: string) => string {
-  return (text) => {
-    const out = apiKey && apiKey.length >= 4 ? text.split(apiKey).join('[redacted]') : text;
-    return out.replace(/\bsk-[A-Za-z0-9_*-]{3,}/g, '[redacted]');
-  };
+  const scrubKey = secretScrubber([apiKey]);
+  return (text) => scrubKey(text).replace(/\bsk-[A-Za-z0-9_*-]{3,}/g, '[redacted]');
 }
