@@ -272,14 +272,16 @@ class ChunkBatcherTest(unittest.TestCase):
         # And cancelled: (a container shutting down) everything held fails too.
         async def cancelled():
             release = asyncio.Event()
+            running = asyncio.Event()
 
             async def blocking(fn, items):
+                running.set()
                 await release.wait()
                 return fn(items)
 
             batcher = ChunkBatcher(Model(), max_batch_size=1, wait_ms=0, run_blocking=blocking)
             calls = [asyncio.ensure_future(batcher.submit(Prepared(["i"], str(i)))) for i in range(2)]
-            await asyncio.sleep(0.01)
+            await asyncio.wait_for(running.wait(), 2)  # the first request is on the GPU, the second queued
             batcher._worker.cancel()
             done, pending = await asyncio.wait(calls, timeout=2)
             return sorted(type(c.exception()).__name__ for c in done), len(pending)
