@@ -63,6 +63,12 @@ const SHRINK_MIN_BYTES = 64 * 1024;
  * otherwise hold twice over.
  */
 const POOLED_BELOW = Buffer.poolSize >>> 1;
+/**
+ * Room taken for a binary frame before its bytes arrive: a frame that announces
+ * more gets this much, and more as its bytes come (doubling, up to the frame).
+ * So a header that announces 4 MiB and sends nothing holds 64 KiB, not 4 MiB.
+ */
+export const EAGER_PAYLOAD_BYTES = 64 * 1024;
 
 const maskKey = new Uint8Array(4);
 
@@ -127,6 +133,8 @@ export class FrameReader {
   private readonly events: FrameEvents;
   /** Frames read so far, control frames included: what a rate limit counts. */
   framesRead = 0;
+  /** Data messages begun so far (a heartbeat tells a stalled message from a new one by it). */
+  messagesStarted = 0;
 
   constructor(maxMessageBytes: number, events: FrameEvents) {
     this.maxMessageBytes = maxMessageBytes;
@@ -230,7 +238,10 @@ export class FrameReader {
       this.failWith(CloseCode.tooBig, 'Max payload size exceeded');
       return false;
     }
-    if (this.opcode !== Opcode.continuation) this.messageOpcode = this.opcode;
+    if (this.opcode !== Opcode.continuation) {
+      this.messageOpcode = this.opcode;
+      this.messagesStarted += 1;
+    }
     if (this.messageOpcode === Opcode.binary) {
       this.target = this.binaryTarget(total);
     } else {
@@ -254,7 +265,28 @@ export class FrameReader {
       return Buffer.allocUnsafe(total);
     }
     // A fragmented message always goes into a reused buffer: only a single frame takes a pool slice.
-    return this.slotFor(total);
+    return this.slotFor(Math.min(total, this.messageLength + EAGER_PAYLOAD_BYTES));
+  }
+
+  /** Whether a data message has begun and not ended (its buffer is held meanwhile). */
+  get midMessage(): boolean {
+    return this.messageOpcode !== 0;
+  }
+
+  /**
+   * The binary target, grown to hold `need` bytes as the frame's bytes arrive
+   * (doubling, at most the frame's end), keeping what is already in it.
+   */
+  private growTarget(need: number): Uint8Array {
+    const current = this.target as Uint8Array;
+    const size = Math.min(this.messageLength + this.payloadLength, Math.max(need, 2 * current.byteLength));
+    const next = framePool.take(size);
+    next.set(current.subarray(0, this.messageLength + this.payloadRead));
+    if (this.targetIsSlot && framePool.isLent(current)) framePool.giveBack(current);
+    this.targetIsSlot = true;
+    this.slots[this.slot] = next;
+    this.target = next;
+    return next;
   }
 
   /**
@@ -304,7 +336,9 @@ export class FrameReader {
       this.control ??= new Uint8Array(125);
       unmaskInto(data, at, length, header, keyAt, phase, this.control, this.payloadRead);
     } else if (this.messageOpcode === Opcode.binary) {
-      unmaskInto(data, at, length, header, keyAt, phase, this.target as Uint8Array, this.messageLength + this.payloadRead);
+      const offset = this.messageLength + this.payloadRead;
+      const target = this.target as Uint8Array;
+      unmaskInto(data, at, length, header, keyAt, phase, offset + length > target.byteLength ? this.growTarget(offset + length) : target, offset);
     } else {
       unmaskInto(data, at, length, header, keyAt, phase, this.text as Uint8Array, this.messageLength + this.payloadRead);
     }

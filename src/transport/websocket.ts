@@ -274,6 +274,9 @@ export class ServerWebSocket {
   /** When anything last arrived from the peer (monotonic ms): what the heartbeat checks. */
   lastHeardAt: number;
   private lastPingAt: number;
+  /** The data message the heartbeat last saw under way (`FrameReader.messagesStarted`), and since when. */
+  private watchedMessage = 0;
+  private watchedSince = 0;
 
   constructor(upgraded: Socket, head: Buffer, response: string, options: WebSocketOptions) {
     this.upgraded = upgraded;
@@ -373,6 +376,16 @@ export class ServerWebSocket {
    */
   heartbeat(now: number, intervalMs: number, timeoutMs: number): boolean {
     if (now - this.lastHeardAt >= timeoutMs) {
+      this.terminate();
+      return false;
+    }
+    // A message begun `timeoutMs` ago and still not ended holds its buffer however many pings come
+    // meanwhile: the peer is cut as a silent one is.
+    const started = this.reader.messagesStarted;
+    if (!this.reader.midMessage || started !== this.watchedMessage) {
+      this.watchedMessage = started;
+      this.watchedSince = now;
+    } else if (now - this.watchedSince >= timeoutMs) {
       this.terminate();
       return false;
     }
