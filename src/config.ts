@@ -64,6 +64,7 @@ const envSchema = z.object({
   HTTP_HEADERS_TIMEOUT_S: number(10, (n) => n.positive().max(3600)),
   HTTP_REQUEST_TIMEOUT_S: number(30, (n) => n.positive().max(3600)),
   HTTP_KEEP_ALIVE_TIMEOUT_S: number(5, (n) => n.positive().max(3600)),
+  HTTP_MAX_BODY_BYTES_IN_FLIGHT: number(64 * 1024 * 1024, (n) => n.int().min(256 * 1024).max(4 * 1024 * 1024 * 1024)),
   OBSERVE_CACHE_S: number(1, (n) => n.min(0).max(60)),
   MAGIC_WORD: magicWordSchema,
   DATABASE_PATH: optionalText.transform((v) => v ?? './data/foresight.db'),
@@ -140,9 +141,12 @@ export interface Config {
   /**
    * A request whose headers are not all in after `headersTimeoutMs`, or that is
    * not all in after `requestTimeoutMs` (headers and body), gets 408; an idle
-   * keep-alive connection is closed after `keepAliveTimeoutMs`.
+   * keep-alive connection is closed after `keepAliveTimeoutMs`. Request bodies
+   * being read at once may add up to `maxBodyBytesInFlight` (each counted at its
+   * declared length, or its route's limit when it declares none); past that a
+   * request gets 503 unread.
    */
-  http: { headersTimeoutMs: number; requestTimeoutMs: number; keepAliveTimeoutMs: number };
+  http: { headersTimeoutMs: number; requestTimeoutMs: number; keepAliveTimeoutMs: number; maxBodyBytesInFlight: number };
   /**
    * `/metrics` and `/debug/actors` are rendered at most once per `cacheMs` (requests in that
    * time share the answer); `/debug/actors` lists at most `maxListedSessions` sessions.
@@ -325,6 +329,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       headersTimeoutMs: Math.round(e.HTTP_HEADERS_TIMEOUT_S * 1000),
       requestTimeoutMs: Math.round(e.HTTP_REQUEST_TIMEOUT_S * 1000),
       keepAliveTimeoutMs: Math.round(e.HTTP_KEEP_ALIVE_TIMEOUT_S * 1000),
+      maxBodyBytesInFlight: e.HTTP_MAX_BODY_BYTES_IN_FLIGHT,
     },
     observe: { cacheMs: Math.round(e.OBSERVE_CACHE_S * 1000), maxListedSessions: 200 },
     magicWord: e.MAGIC_WORD,

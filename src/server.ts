@@ -29,7 +29,7 @@ import { err, ok } from './result.ts';
 import { sessionSystemId, supervisorMachine, supervisorWith, type SessionRef } from './machines/supervisor.ts';
 import { ServerMetrics, type StreamTotals } from './metrics.ts';
 import { debugActorsRoute } from './routes/observe.ts';
-import { pokeRequests, pokeRoute, type PokeRequests } from './routes/poke.ts';
+import { MAX_POKE_BODY_BYTES, pokeRequests, pokeRoute, type PokeRequests } from './routes/poke.ts';
 import {
   answerUpload,
   biometricUploadSchema,
@@ -123,10 +123,10 @@ function requestUrl(req: IncomingMessage): URL | undefined {
 
 /**
  * An upload route: the raw body (at most `MAX_UPLOAD_BYTES`; an encoded one
- * refused unread) read, checked and stored by the rules the Worker uses too
- * (`answerUpload`).
+ * refused unread; read only once `admit` lets it in, see `bodyBudget`) read,
+ * checked and stored by the rules the Worker uses too (`answerUpload`).
  */
-function uploadRoute(answer: (request: JsonBodyRequest) => Promise<UploadAnswer>): RequestHandler[] {
+function uploadRoute(admit: RequestHandler, answer: (request: JsonBodyRequest) => Promise<UploadAnswer>): RequestHandler[] {
   const unencoded: RequestHandler = (req, res, next) => {
     const refusal = encodingRefusal(req.headers['content-encoding']);
     if (refusal) res.set('connection', 'close').status(refusal.status).json(refusal.body);
@@ -143,7 +143,29 @@ function uploadRoute(answer: (request: JsonBodyRequest) => Promise<UploadAnswer>
       next,
     );
   };
-  return [unencoded, raw, handler];
+  return [unencoded, admit, raw, handler];
+}
+
+/**
+ * Admits a request whose body is yet to be read while the bodies being read
+ * at once stay within `maxBytes` (each counted at its declared length, at most
+ * `limit`, or at `limit` when chunked), until its answer is sent. Past that it
+ * is answered 503 unread, with `Retry-After: 1`: many slow bodies cannot add
+ * up to more memory than this, however many connections bring them.
+ */
+function bodyBudget(maxBytes: number): (limit: number) => RequestHandler {
+  let reserved = 0;
+  return (limit) => (req, res, next) => {
+    const declared = Number(req.headers['content-length']);
+    const need = Number.isFinite(declared) && declared >= 0 ? Math.min(declared, limit) : limit;
+    if (reserved + need > maxBytes) {
+      res.set({ connection: 'close', 'retry-after': '1' }).status(503).json({ detail: 'server busy: too many request bodies being read' });
+      return;
+    }
+    reserved += need;
+    res.once('close', () => (reserved -= need));
+    next();
+  };
 }
 
 /** The Express app: public `/health`, magic-word auth for the rest, uploads, JSON 404 and errors. */
@@ -182,15 +204,16 @@ export function createApp(
   };
   app.use(requireMagicWord);
   const storeFailed = (error: unknown) => logger.error({ err: String(error) }, 'upload not stored');
+  const admit = bodyBudget(config.http.maxBodyBytesInFlight);
   app.post(
     '/biometrics/upload',
-    ...uploadRoute((request) => answerUpload(biometricUploadSchema, request, (b) => store.insertBiometricWindow(b), storeFailed)),
+    ...uploadRoute(admit(MAX_UPLOAD_BYTES), (request) => answerUpload(biometricUploadSchema, request, (b) => store.insertBiometricWindow(b), storeFailed)),
   );
   app.post(
     '/captions/upload',
-    ...uploadRoute((request) => answerUpload(captionUploadSchema, request, (c) => store.insertCaptionWindow(c), storeFailed)),
+    ...uploadRoute(admit(MAX_UPLOAD_BYTES), (request) => answerUpload(captionUploadSchema, request, (c) => store.insertCaptionWindow(c), storeFailed)),
   );
-  app.post('/poke/send', ...pokeRoute(config, pokes, { requestTimeoutMs: config.poke.requestTimeoutMs }));
+  app.post('/poke/send', admit(MAX_POKE_BODY_BYTES), ...pokeRoute(config, pokes, { requestTimeoutMs: config.poke.requestTimeoutMs }));
   app.get('/metrics', observe.metrics);
   app.get('/debug/actors', observe.debugActors);
   app.use((_req, res) => {

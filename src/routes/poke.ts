@@ -210,6 +210,9 @@ const invalid = (detail: ValidationDetail[]) => ({ detail });
 
 const unreadableBody = (msg: string) => invalid([{ loc: ['body'], msg, type: 'json_invalid' }]);
 
+/** The longest `/poke/send` body read, in bytes (README limits). */
+export const MAX_POKE_BODY_BYTES = 16 * 1024;
+
 /**
  * `POST /poke/send` (SPEC §3): body checked (422; a non-UTF-8 charset 415, as
  * for uploads), key from the header or the env (500), sent through the actor (502).
@@ -221,7 +224,7 @@ export function pokeRoute(
 ): Array<RequestHandler | ErrorRequestHandler> {
   const keys = options.keys ?? new IdempotencyKeys();
   const requestTimeoutMs = options.requestTimeoutMs ?? POKE_REQUEST_TIMEOUT_MS;
-  const limit = 16 * 1024;
+  const limit = MAX_POKE_BODY_BYTES;
   const raw = express.raw({ limit, type: () => true, inflate: false });
   // A body declared over the limit is refused before any of it is read.
   const declared: RequestHandler = (req, res, next) => {

@@ -1,4 +1,5 @@
-import { connect } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/server.ts';
 import { testConfig } from '../helpers/config.ts';
@@ -57,5 +58,38 @@ describe('slow requests (finding 15)', () => {
     expect(answer.toLowerCase()).toContain('connection: close');
     expect(answer).toContain('{"success":false,"error":"body: larger than 262144 bytes"}');
     expect(ms).toBeLessThan(1_500);
+  });
+});
+
+describe('many slow bodies at once (HTTP_MAX_BODY_BYTES_IN_FLIGHT)', () => {
+  it('answers 503 unread once the bodies being read add up to the budget, and admits again when one ends', async () => {
+    server = await startServer({ config: testConfig({ HTTP_MAX_BODY_BYTES_IN_FLIGHT: String(2 * 262_144) }) });
+    const body = readFileSync(new URL('../fixtures/real-clients/app-full.json', import.meta.url));
+    const upload = () =>
+      fetch(`${server!.url}/biometrics/upload`, { method: 'POST', headers: { 'content-type': 'application/json; charset=UTF8' }, body });
+    // Two uploads that declare the largest body and send none of it.
+    const holders: Socket[] = [0, 1].map(() => {
+      const socket = connect(server!.port, '127.0.0.1', () =>
+        socket.write('POST /biometrics/upload HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 262144\r\n\r\n{'),
+      );
+      socket.on('error', () => undefined);
+      return socket;
+    });
+    try {
+      let refused: Response | undefined;
+      await expect
+        .poll(async () => {
+          const answer = await upload();
+          if (answer.status === 503) refused = answer;
+          return answer.status;
+        })
+        .toBe(503);
+      expect(refused!.headers.get('retry-after')).toBe('1');
+      expect(await refused!.json()).toEqual({ detail: 'server busy: too many request bodies being read' });
+      holders[0]!.destroy();
+      await expect.poll(async () => (await upload()).status).toBe(200);
+    } finally {
+      for (const socket of holders) socket.destroy();
+    }
   });
 });
